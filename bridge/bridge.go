@@ -1,0 +1,270 @@
+// Package bridge starts the two processes that carry forkwatch's metrics from
+// the workers to the user: statsd_exporter (DogStatsD in, Prometheus metrics
+// out) and Prometheus (scrapes the exporter, answers queries).
+//
+// It is the one place that knows their flags and configuration files, so
+// `make run` (through cmd/stack) and the tests start exactly the same thing.
+// docker-compose.yml repeats ExporterFlags for the official images; a test
+// keeps the two in step.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Defaults: every address is on loopback, so nothing is reachable from
+// another host unless the user says so.
+const (
+	DefaultStatsdAddr     = "127.0.0.1:9125"
+	DefaultExporterAddr   = "127.0.0.1:9102"
+	DefaultPrometheusAddr = "127.0.0.1:9090"
+
+	// ReadBuffer is the exporter's UDP receive buffer: every loss measured
+	// at saturation was this kernel buffer overflowing, 4 MiB absorbs the
+	// bursts of five workers flushing together. The kernel caps it at
+	// net.core.rmem_max.
+	ReadBuffer = 4 << 20
+	// PacketQueue is the exporter's queue between its UDP reader and its
+	// parser (default 10000); a deeper queue rides out parser stalls.
+	PacketQueue = 100000
+
+	startTimeout = 90 * time.Second
+)
+
+// Config says where the bridge listens and where its files are.
+type Config struct {
+	// Root is the project checkout holding mapping.yml, prometheus.yml and
+	// rules.yml. Default ".".
+	Root string
+	// Dir holds Prometheus's generated config and its data. Required for
+	// Prometheus.
+	Dir string
+	// StatsdAddr is the exporter's DogStatsD address, UDP and TCP. Default
+	// DefaultStatsdAddr.
+	StatsdAddr string
+	// Unixgram, if set, is a Unix datagram socket path the exporter also
+	// listens on, with file mode 0660.
+	Unixgram string
+	// ExporterAddr is the exporter's web address. Default DefaultExporterAddr.
+	ExporterAddr string
+	// PrometheusAddr is Prometheus's web address. Default
+	// DefaultPrometheusAddr.
+	PrometheusAddr string
+	// Stdout and Stderr receive the processes' output. Default: discarded.
+	Stdout, Stderr io.Writer
+	// Logger receives warnings (such as a small rmem_max). Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Root == "" {
+		c.Root = "."
+	}
+	if c.StatsdAddr == "" {
+		c.StatsdAddr = DefaultStatsdAddr
+	}
+	if c.ExporterAddr == "" {
+		c.ExporterAddr = DefaultExporterAddr
+	}
+	if c.PrometheusAddr == "" {
+		c.PrometheusAddr = DefaultPrometheusAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ExporterFlags are the statsd_exporter flags forkwatch runs with. The
+// mapping path is given relative to the project root.
+func ExporterFlags(statsdAddr, webAddr, mapping string) []string {
+	return []string{
+		"--web.listen-address=" + webAddr,
+		"--statsd.listen-udp=" + statsdAddr,
+		"--statsd.listen-tcp=" + statsdAddr,
+		"--statsd.mapping-config=" + mapping,
+		"--statsd.read-buffer=" + strconv.Itoa(ReadBuffer),
+		"--statsd.udp-packet-queue-size=" + strconv.Itoa(PacketQueue),
+	}
+}
+
+// Process is a started exporter or Prometheus.
+type Process struct {
+	Name string
+	// URL is the base URL of its web interface.
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// PID returns the process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop asks the process to exit (SIGTERM) and kills it after timeout.
+func (p *Process) Stop(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s: killed", p.Name, timeout)
+	}
+	return nil
+}
+
+// ExporterPath returns the statsd_exporter binary pinned in go.mod as a tool,
+// building it on first use (`go tool -n` prints the cached binary's path).
+func ExporterPath(ctx context.Context, root string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "tool", "-n", "statsd_exporter")
+	cmd.Dir = root
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("bridge: build statsd_exporter (go tool -n statsd_exporter): %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// StartExporter starts statsd_exporter and waits until it serves /metrics.
+func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
+	cfg.setDefaults()
+	bin, err := ExporterPath(ctx, cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	if max, err := readRmemMax(); err == nil && max < ReadBuffer {
+		cfg.Logger.Warn("net.core.rmem_max is below the exporter's read buffer: the kernel will cap it and bursts may be dropped",
+			"rmem_max", max, "want", ReadBuffer, "fix", fmt.Sprintf("sudo sysctl -w net.core.rmem_max=%d", ReadBuffer))
+	}
+	args := ExporterFlags(cfg.StatsdAddr, cfg.ExporterAddr, filepath.Join(cfg.Root, "mapping.yml"))
+	if cfg.Unixgram != "" {
+		args = append(args, "--statsd.listen-unixgram="+cfg.Unixgram, "--statsd.unixsocket-mode=660")
+	}
+	p, err := start(ctx, cfg, "statsd_exporter", bin, args, "http://"+cfg.ExporterAddr, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// StartPrometheus writes Prometheus's config into cfg.Dir (a copy of the
+// project's prometheus.yml and rules.yml, plus a file_sd target file that
+// points at cfg.ExporterAddr), starts Debian's prometheus binary with its data
+// under cfg.Dir, and waits until it is ready.
+func StartPrometheus(ctx context.Context, cfg Config) (*Process, error) {
+	cfg.setDefaults()
+	if cfg.Dir == "" {
+		return nil, errors.New("bridge: Prometheus needs a directory for its config and data")
+	}
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		return nil, errors.New("bridge: no prometheus binary on PATH: install it with 'sudo apt-get install -y prometheus'")
+	}
+	conf, err := WritePrometheusConfig(cfg.Root, cfg.Dir, cfg.ExporterAddr)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--config.file=" + conf,
+		"--storage.tsdb.path=" + filepath.Join(cfg.Dir, "data"),
+		"--web.listen-address=" + cfg.PrometheusAddr,
+		"--web.enable-lifecycle",
+	}
+	return start(ctx, cfg, "prometheus", bin, args, "http://"+cfg.PrometheusAddr, "/-/ready")
+}
+
+// WritePrometheusConfig lays out dir as Prometheus's config directory: the
+// project's prometheus.yml (unchanged) and rules.yml, and
+// targets/exporter.yml naming exporterAddr. It returns the config path.
+func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
+		return "", fmt.Errorf("bridge: %w", err)
+	}
+	for _, name := range []string{"prometheus.yml", "rules.yml"} {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if errors.Is(err, os.ErrNotExist) && name != "prometheus.yml" {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("bridge: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return "", fmt.Errorf("bridge: %w", err)
+		}
+	}
+	targets := fmt.Sprintf("# written by forkwatch's bridge package for a local run\n- targets: ['%s']\n", exporterAddr)
+	if err := os.WriteFile(filepath.Join(dir, "targets", "exporter.yml"), []byte(targets), 0o644); err != nil {
+		return "", fmt.Errorf("bridge: %w", err)
+	}
+	return filepath.Join(dir, "prometheus.yml"), nil
+}
+
+func start(ctx context.Context, cfg Config, name, bin string, args []string, url, probe string) (*Process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bridge: start %s: %w", name, err)
+	}
+	p := &Process{Name: name, URL: url, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := waitHTTP(ctx, p, url+probe); err != nil {
+		_ = p.Stop(5 * time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
+func waitHTTP(ctx context.Context, p *Process, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("bridge: %s exited before it was ready: %v", p.Name, p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("bridge: %s not ready at %s: %w", p.Name, url, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func readRmemMax() (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -1,0 +1,244 @@
+// Package statsd sends forkwatch's metrics as DogStatsD lines with the
+// datadog-go v5 client, set up so that the counts a statsd_exporter adds up
+// are exact, and owns the metric names and tag keys (the contract that
+// PromQL queries rely on).
+//
+// Each process (every worker and the supervisor) has its own Client. A
+// Client never blocks or fails the caller: if the address does not resolve
+// it retries in the background, and send errors are logged once.
+package statsd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dd "github.com/DataDog/datadog-go/v5/statsd"
+)
+
+// Metric names and tag keys. Each name is always sent with the same tag keys:
+// statsd_exporter drops samples of a name seen with two different key sets.
+const (
+	// RequestCount counts finished requests; tags app_name, method,
+	// endpoint, http_status.
+	RequestCount = "request_count"
+	// RequestLatency observes request latency in seconds; tags app_name,
+	// endpoint.
+	RequestLatency = "request_latency_seconds"
+	// Workers gauges the pool's live (ready) workers; tag app_name.
+	Workers = "forkwatch_workers"
+	// WorkerRestarts counts worker exits other than a shutdown; tags
+	// app_name, reason. mapping.yml exposes it as ..._total.
+	WorkerRestarts = "forkwatch_worker_restarts"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultAddr    = "127.0.0.1:9125"
+	DefaultAppName = "webapp"
+	// DefaultFlushInterval is how long counts and histogram samples wait in
+	// the client's aggregator. Short, so a worker that dies takes at most
+	// this much unsent data with it; long enough that a busy worker sends
+	// one packet per context per interval instead of one per request.
+	DefaultFlushInterval = 200 * time.Millisecond
+	// retryEvery is how often an address that did not resolve is retried.
+	retryEvery = 2 * time.Second
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is host:port for UDP, or unixgram:///path for a Unix datagram
+	// socket. Default DefaultAddr.
+	Addr string
+	// AppName is the app_name tag value. Default DefaultAppName.
+	AppName string
+	// FlushInterval is the client-side aggregation interval. Default
+	// DefaultFlushInterval.
+	FlushInterval time.Duration
+	// Logger receives the first send error and resolution failures.
+	Logger *slog.Logger
+}
+
+// Validate reports the first field that cannot work.
+func (c *Config) Validate() error {
+	if c.FlushInterval < 0 {
+		return errors.New("statsd: flush interval must not be negative")
+	}
+	if err := checkTagValue(c.AppName); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Client records requests and pool events as DogStatsD metrics.
+type Client struct {
+	cfg     Config
+	appTag  string
+	dd      atomic.Pointer[dd.Client]
+	tags    sync.Map // requestKey -> *requestTags
+	errOnce sync.Once
+	errs    atomic.Uint64
+	dropped atomic.Uint64 // records made while no client could be built
+	stop    context.CancelFunc
+	retried sync.WaitGroup
+}
+
+type requestKey struct {
+	method, endpoint string
+	status           int
+}
+
+type requestTags struct{ count, latency []string }
+
+// envTags are datadog-go's environment variables that add tags or fields to
+// every line (DD_ENV adds env:..., DD_CARDINALITY a card field the exporter
+// cannot parse, ...). They would change the fixed tag keys, so New clears them
+// for this process.
+var envTags = []string{"DD_ENV", "DD_SERVICE", "DD_VERSION", "DD_ENTITY_ID", "DD_CARDINALITY",
+	"DATADOG_CARDINALITY", "DD_EXTERNAL_ENV"}
+
+// New builds a Client. It fails only on a bad Config; an address that does
+// not resolve yet is retried in the background.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.AppName == "" {
+		cfg.AppName = DefaultAppName
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, k := range envTags {
+		os.Unsetenv(k)
+	}
+	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName}
+	if err := c.connect(); err != nil {
+		cfg.Logger.Warn("metrics address not usable yet; serving without metrics and retrying",
+			"addr", cfg.Addr, "err", err, "every", retryEvery)
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stop = cancel
+		c.retried.Add(1)
+		go c.retry(ctx)
+	}
+	return c, nil
+}
+
+func (c *Client) connect() error {
+	client, err := dd.New(c.cfg.Addr,
+		// Counts are summed in the client and histogram samples buffered,
+		// then sent once per FlushInterval: one packet per context instead of
+		// one per request, without the sample rates that
+		// WithMaxSamplesPerContext would send (the exporter turns those into
+		// wrong counts).
+		dd.WithExtendedClientSideAggregation(),
+		dd.WithAggregationInterval(c.cfg.FlushInterval),
+		// Origin detection adds a container id field and client telemetry
+		// adds series of its own; neither belongs in the contract.
+		dd.WithoutOriginDetection(),
+		dd.WithoutTelemetry(),
+		dd.WithCardinality(dd.CardinalityNotSet),
+		dd.WithErrorHandler(c.sendError),
+	)
+	if err != nil {
+		return err
+	}
+	c.dd.Store(client)
+	return nil
+}
+
+func (c *Client) retry(ctx context.Context) {
+	defer c.retried.Done()
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if c.connect() == nil {
+				c.cfg.Logger.Info("metrics address usable now", "addr", c.cfg.Addr,
+					"dropped_while_waiting", c.dropped.Load())
+				return
+			}
+		}
+	}
+}
+
+func (c *Client) sendError(err error) {
+	c.errs.Add(1)
+	c.errOnce.Do(func() {
+		c.cfg.Logger.Warn("sending metrics failed; serving goes on, further errors are counted, not logged",
+			"addr", c.cfg.Addr, "err", err)
+	})
+}
+
+// Record implements worker.Recorder.
+func (c *Client) Record(method, endpoint string, status int, elapsed time.Duration) {
+	client := c.dd.Load()
+	if client == nil {
+		c.dropped.Add(1)
+		return
+	}
+	t := c.tagsFor(method, endpoint, status)
+	// The datadog client only fails here when it is closed.
+	_ = client.Count(RequestCount, 1, t.count, 1)
+	_ = client.Histogram(RequestLatency, elapsed.Seconds(), t.latency, 1)
+}
+
+// tagsFor returns the tag slices of one series, built once and cached: the
+// label sets are bounded, so the cache is too.
+func (c *Client) tagsFor(method, endpoint string, status int) *requestTags {
+	k := requestKey{method, endpoint, status}
+	if v, ok := c.tags.Load(k); ok {
+		return v.(*requestTags)
+	}
+	ep := "endpoint:" + SanitizeTagValue(endpoint)
+	t := &requestTags{
+		count: []string{c.appTag, "method:" + SanitizeTagValue(method), ep,
+			"http_status:" + strconv.Itoa(status)},
+		latency: []string{c.appTag, ep},
+	}
+	v, _ := c.tags.LoadOrStore(k, t)
+	return v.(*requestTags)
+}
+
+// WorkersLive sets the gauge of live workers.
+func (c *Client) WorkersLive(n int) {
+	if client := c.dd.Load(); client != nil {
+		_ = client.Gauge(Workers, float64(n), []string{c.appTag}, 1)
+	}
+}
+
+// WorkerRestart counts one worker exit with its reason.
+func (c *Client) WorkerRestart(reason string) {
+	if client := c.dd.Load(); client != nil {
+		_ = client.Count(WorkerRestarts, 1, []string{c.appTag, "reason:" + SanitizeTagValue(reason)}, 1)
+	}
+}
+
+// Close flushes what the client holds and releases it.
+func (c *Client) Close() error {
+	if c.stop != nil {
+		c.stop()
+		c.retried.Wait()
+	}
+	if n := c.errs.Load(); n > 0 {
+		c.cfg.Logger.Warn("metric send errors", "count", n, "addr", c.cfg.Addr)
+	}
+	if client := c.dd.Load(); client != nil {
+		return client.Close()
+	}
+	return nil
+}

@@ -1,0 +1,268 @@
+// Package worker serves HTTP with fasthttp on a listener it is given, and
+// wraps every request in middleware that times it with the monotonic clock
+// and, after the handler (panics included), hands method, endpoint label,
+// status and latency to a Recorder.
+//
+// Requests that fasthttp rejects before any handler runs (400, 408, 413, 431)
+// are recorded too, under the endpoint label Unmatched. Label values come
+// from fixed sets: the route templates of a Routes, Unmatched, and the
+// standard HTTP methods or OTHER.
+//
+// The package knows nothing about process supervision or metric transport:
+// Progress reports what a supervisor needs to judge hangs, and a Recorder is
+// whatever the application plugs in.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Recorder receives one call per finished request. It is called from the
+// request's goroutine and must be safe for concurrent use and cheap.
+type Recorder interface {
+	Record(method, endpoint string, status int, elapsed time.Duration)
+}
+
+// Tee records to every Recorder in turn.
+func Tee(rs ...Recorder) Recorder { return tee(rs) }
+
+type tee []Recorder
+
+func (t tee) Record(method, endpoint string, status int, elapsed time.Duration) {
+	for _, r := range t {
+		r.Record(method, endpoint, status, elapsed)
+	}
+}
+
+// Defaults for the zero values of Options.
+const (
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultMaxHeaderBytes = 8 << 10
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultMaxConns       = 10000
+)
+
+// Options configure a Server. Zero values take the defaults above.
+type Options struct {
+	// Recorder receives every request; nil records nothing.
+	Recorder Recorder
+	// Logger receives panics and serving errors. Default slog.Default().
+	Logger *slog.Logger
+	// ReadTimeout bounds reading one request, headers and body; a client
+	// that trickles bytes is cut off after it (408 if nothing usable came).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection may wait for its
+	// next request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus headers; larger gets 431.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request body; larger gets 413.
+	MaxBodyBytes int
+	// MaxConns bounds the connections this worker serves at once.
+	MaxConns int
+	// Name is the Server header; empty sends none.
+	Name string
+}
+
+// Validate reports the first option that cannot work.
+func (o *Options) Validate() error {
+	for _, d := range []time.Duration{o.ReadTimeout, o.WriteTimeout, o.IdleTimeout} {
+		if d < 0 {
+			return errors.New("worker: timeouts must not be negative")
+		}
+	}
+	if o.MaxHeaderBytes < 0 || o.MaxBodyBytes < 0 || o.MaxConns < 0 {
+		return errors.New("worker: limits must not be negative")
+	}
+	if o.MaxHeaderBytes != 0 && o.MaxHeaderBytes < 1024 {
+		return fmt.Errorf("worker: max header bytes %d: must be at least 1024", o.MaxHeaderBytes)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+}
+
+// Server serves one Routes with the recording middleware.
+type Server struct {
+	routes   Routes
+	rec      Recorder
+	log      *slog.Logger
+	srv      *fasthttp.Server
+	handled  atomic.Uint64
+	inflight inflight
+}
+
+// New returns a Server for routes. It panics if opts do not Validate; check
+// them first where they come from users.
+func New(routes Routes, opts Options) *Server {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
+	opts.setDefaults()
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger}
+	if s.rec == nil {
+		s.rec = nopRecorder{}
+	}
+	s.inflight.init()
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.rejected,
+		Name:                  opts.Name,
+		NoDefaultServerHeader: opts.Name == "",
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		IdleTimeout:           opts.IdleTimeout,
+		ReadBufferSize:        opts.MaxHeaderBytes,
+		MaxRequestBodySize:    opts.MaxBodyBytes,
+		Concurrency:           opts.MaxConns,
+		CloseOnShutdown:       true,
+		NoDefaultDate:         false,
+		Logger:                fasthttpLogger{opts.Logger},
+	}
+	return s
+}
+
+// Serve serves ln until Shutdown; it returns nil after Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting, lets in-flight requests finish and closes idle
+// connections. If ctx ends first it returns ctx.Err() with requests still
+// running.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+
+// Progress is what a supervisor needs to tell a busy worker from a hung one.
+type Progress struct {
+	Handled  uint64        // requests finished
+	Busy     time.Duration // age of the oldest request in progress; 0 when idle
+	BusyWith string        // that request's endpoint label
+}
+
+// Progress reports requests finished and the oldest request in progress.
+func (s *Server) Progress() Progress {
+	age, endpoint := s.inflight.oldest()
+	return Progress{Handled: s.handled.Load(), Busy: age, BusyWith: endpoint}
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	endpoint, h := s.routes.Route(ctx)
+	slot := s.inflight.begin(ctx.ID(), endpoint, start)
+	defer s.finish(ctx, endpoint, start, slot)
+	h(ctx)
+}
+
+// finish runs deferred so that a panicking handler is answered and counted.
+func (s *Server) finish(ctx *fasthttp.RequestCtx, endpoint string, start time.Time, slot *shard) {
+	if r := recover(); r != nil {
+		msg := fmt.Sprint(r)
+		if err, ok := r.(error); ok {
+			msg = err.Error()
+		}
+		s.log.Error("handler panic", "endpoint", endpoint, "panic", msg, "stack", string(debug.Stack()))
+		ctx.Response.Reset()
+		ctx.Error(msg, fasthttp.StatusInternalServerError)
+	}
+	slot.end(ctx.ID())
+	s.rec.Record(Method(ctx.Method()), endpoint, ctx.Response.StatusCode(), time.Since(start))
+	s.handled.Add(1)
+}
+
+// rejected answers and records a request fasthttp could not read or parse.
+func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, io.EOF) {
+		// The client connected and closed without sending a byte: there is
+		// no request to answer or count.
+		return
+	}
+	status, msg := statusForError(err)
+	ctx.Error(msg, status)
+	s.rec.Record(Method(ctx.Method()), Unmatched, status, time.Since(ctx.Time()))
+	s.handled.Add(1)
+}
+
+func statusForError(err error) (int, string) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, "Request Entity Too Large"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fasthttp.StatusRequestTimeout, "Request Timeout"
+	default:
+		return fasthttp.StatusBadRequest, "Bad Request"
+	}
+}
+
+// Method maps a request method to its label: the standard methods as they
+// are, anything else OTHER.
+func Method(m []byte) string {
+	switch string(m) { // the compiler does not allocate for this conversion
+	case fasthttp.MethodGet:
+		return fasthttp.MethodGet
+	case fasthttp.MethodHead:
+		return fasthttp.MethodHead
+	case fasthttp.MethodPost:
+		return fasthttp.MethodPost
+	case fasthttp.MethodPut:
+		return fasthttp.MethodPut
+	case fasthttp.MethodPatch:
+		return fasthttp.MethodPatch
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
+	case fasthttp.MethodConnect:
+		return fasthttp.MethodConnect
+	case fasthttp.MethodOptions:
+		return fasthttp.MethodOptions
+	case fasthttp.MethodTrace:
+		return fasthttp.MethodTrace
+	}
+	return "OTHER"
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(string, string, int, time.Duration) {}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
+}
