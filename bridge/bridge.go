@@ -104,10 +104,12 @@ func ExporterFlags(statsdAddr, webAddr, mapping string) []string {
 type Process struct {
 	Name string
 	// URL is the base URL of its web interface.
-	URL  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	URL string
+	// StatsdAddr is where an exporter receives DogStatsD over UDP.
+	StatsdAddr string
+	cmd        *exec.Cmd
+	done       chan struct{}
+	err        error
 }
 
 // PID returns the process id.
@@ -166,6 +168,7 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.StatsdAddr = cfg.StatsdAddr
 	return p, nil
 }
 

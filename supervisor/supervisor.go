@@ -435,7 +435,8 @@ func (s *Supervisor) exited(p *proc, err error) error {
 		}
 	}
 	log := s.opts.Logger
-	attrs := []any{"worker", sl.id, "pid", p.pid, "reason", string(reason), "ran", time.Since(p.started).Round(time.Millisecond)}
+	attrs := []any{"worker", sl.id, "pid", p.pid, "reason", string(reason),
+		"ran", time.Since(p.started).Round(time.Millisecond), "handled", p.status.Handled}
 	if err != nil {
 		attrs = append(attrs, "status", err.Error())
 	}

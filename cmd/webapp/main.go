@@ -159,13 +159,16 @@ func serveWorker(cfg *config, log *slog.Logger) error {
 		return err
 	}
 
+	report := func() error {
+		p := srv.Progress()
+		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
+	}
 	tick := time.NewTicker(cfg.reportEvery)
 	defer tick.Stop()
 	for stop := false; !stop; {
 		select {
 		case <-tick.C:
-			p := srv.Progress()
-			if err := child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith}); err != nil {
+			if err := report(); err != nil {
 				log.Warn("supervisor gone", "err", err)
 				stop = true
 			}
@@ -180,6 +183,7 @@ func serveWorker(cfg *config, log *slog.Logger) error {
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("grace period over with requests in flight", "err", err)
 	}
+	_ = report() // the final count, for the supervisor's exit log
 	if metrics != nil {
 		if err := metrics.Close(); err != nil {
 			log.Warn("flush metrics", "err", err)

@@ -1,0 +1,391 @@
+// Package stacktest starts the real forkwatch stack for tests: the webapp
+// binary (supervisor and workers), statsd_exporter and Prometheus, each on a
+// loopback port chosen free at test time, through the same bridge package
+// that `make run` uses. Every process it starts is stopped in t.Cleanup, by
+// PID (the webapp by its own process group), even when the test fails.
+package stacktest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"forkwatch/bridge"
+)
+
+// Root returns the project root (the directory holding go.mod).
+func Root(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("stacktest: cannot locate source")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// FreeAddr returns a loopback host:port free for TCP (and, with udp, for UDP
+// too) at the time of the call.
+func FreeAddr(t testing.TB, udp bool) string {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("stacktest: free port: %v", err)
+		}
+		addr := l.Addr().String()
+		if !udp {
+			l.Close()
+			return addr
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("stacktest: no free port")
+	return ""
+}
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// Webapp builds cmd/webapp once per test binary and returns its path.
+func Webapp(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "forkwatch-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "webapp")
+		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/webapp")
+		cmd.Dir = Root(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/webapp: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+// Exporter starts statsd_exporter on free loopback ports.
+func Exporter(t testing.TB) *bridge.Process {
+	t.Helper()
+	return ExporterWith(t, bridge.Config{})
+}
+
+// ExporterWith starts statsd_exporter with cfg; empty addresses get free ports.
+func ExporterWith(t testing.TB, cfg bridge.Config) *bridge.Process {
+	t.Helper()
+	cfg.Root = Root(t)
+	if cfg.StatsdAddr == "" {
+		cfg.StatsdAddr = FreeAddr(t, true)
+	}
+	if cfg.ExporterAddr == "" {
+		cfg.ExporterAddr = FreeAddr(t, false)
+	}
+	cfg.Stdout, cfg.Stderr = testWriter{t, "exporter"}, testWriter{t, "exporter"}
+	p, err := bridge.StartExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(10 * time.Second) })
+	return p
+}
+
+// Prometheus starts Prometheus scraping the exporter at exporterURL.
+func Prometheus(t testing.TB, exporterURL string) *bridge.Process {
+	t.Helper()
+	cfg := bridge.Config{
+		Root:           Root(t),
+		Dir:            t.TempDir(),
+		ExporterAddr:   strings.TrimPrefix(exporterURL, "http://"),
+		PrometheusAddr: FreeAddr(t, false),
+		Stdout:         io.Discard,
+		Stderr:         io.Discard,
+	}
+	p, err := bridge.StartPrometheus(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(15 * time.Second) })
+	return p
+}
+
+// App is a running webapp supervisor with its workers.
+type App struct {
+	URL  string // http://127.0.0.1:port
+	Addr string
+	Cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+}
+
+// StartApp starts the webapp binary serving a free port with args added
+// (e.g. "-statsd-addr", addr) and waits until its workers are all ready.
+// Readiness comes from the supervisor's log, not from requests, so that no
+// probe request is counted.
+func StartApp(t testing.TB, workers int, args ...string) *App {
+	t.Helper()
+	addr := FreeAddr(t, false)
+	all := append([]string{"-listen", addr, "-workers", strconv.Itoa(workers)}, args...)
+	a := StartAppArgs(t, addr, all...)
+	a.WaitLog(t, `msg="worker ready"`, workers, 30*time.Second)
+	return a
+}
+
+// StartAppArgs starts the webapp with exactly args; addr is what it serves.
+// It does not wait for readiness.
+func StartAppArgs(t testing.TB, addr string, args ...string) *App {
+	t.Helper()
+	cmd := exec.Command(Webapp(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	a := &App{URL: "http://" + addr, Addr: addr, Cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout = a.log
+	cmd.Stderr = a.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(20 * time.Second):
+		}
+		// Whatever is left of the group (a hung worker, say) goes too.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("webapp log:\n%s", a.Log())
+		}
+	})
+	return a
+}
+
+// Signal sends sig to the supervisor.
+func (a *App) Signal(sig syscall.Signal) { _ = a.Cmd.Process.Signal(sig) }
+
+// Done is closed when the supervisor has exited.
+func (a *App) Done() <-chan struct{} { return a.done }
+
+// Log returns what the app has written so far.
+func (a *App) Log() string { return a.log.String() }
+
+// WaitLog waits until the log holds at least n lines containing s.
+func (a *App) WaitLog(t testing.TB, s string, n int, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() (bool, string) {
+		got := strings.Count(a.Log(), s)
+		return got >= n, fmt.Sprintf("%d of %d log lines with %q", got, n, s)
+	})
+}
+
+// Workers returns the PIDs of the supervisor's worker processes.
+func (a *App) Workers() []int {
+	return ChildPIDs(a.Cmd.Process.Pid)
+}
+
+// ChildPIDs lists the live child processes of pid from /proc.
+func ChildPIDs(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 2 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Eventually polls cond every 50ms until it holds or timeout passes; cond's
+// string says what was seen, for the failure message.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Scrape reads an exporter's /metrics into metric families.
+func Scrape(t testing.TB, exporterURL string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(exporterURL + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape: parse: %v", err)
+	}
+	return fams
+}
+
+// Series is one sample: its labels and value.
+type Series struct {
+	Labels map[string]string
+	Value  float64
+}
+
+// Samples returns every sample of a metric in fams. For a histogram, name it
+// with its _count suffix to get the counts.
+func Samples(fams map[string]*dto.MetricFamily, name string) []Series {
+	base, count := name, false
+	if f, ok := fams[name]; !ok || f == nil {
+		base, count = strings.TrimSuffix(name, "_count"), true
+	}
+	f := fams[base]
+	if f == nil {
+		return nil
+	}
+	var out []Series
+	for _, m := range f.Metric {
+		s := Series{Labels: map[string]string{}}
+		for _, lp := range m.Label {
+			s.Labels[lp.GetName()] = lp.GetValue()
+		}
+		switch {
+		case count && m.Histogram != nil:
+			s.Value = float64(m.Histogram.GetSampleCount())
+		case m.Counter != nil:
+			s.Value = m.Counter.GetValue()
+		case m.Gauge != nil:
+			s.Value = m.Gauge.GetValue()
+		case m.Untyped != nil:
+			s.Value = m.Untyped.GetValue()
+		default:
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Sum adds the samples of name whose labels include every pair in match.
+func Sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
+	total := 0.0
+next:
+	for _, s := range Samples(fams, name) {
+		for k, v := range match {
+			if s.Labels[k] != v {
+				continue next
+			}
+		}
+		total += s.Value
+	}
+	return total
+}
+
+// Query runs an instant PromQL query and returns the result vector.
+func Query(t testing.TB, promURL, expr string) []Series {
+	t.Helper()
+	resp, err := http.PostForm(promURL+"/api/v1/query", url.Values{"query": {expr}})
+	if err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	if body.Status != "success" {
+		t.Fatalf("query %s: %s", expr, body.Error)
+	}
+	var out []Series
+	for _, r := range body.Data.Result {
+		s, _ := r.Value[1].(string)
+		v, _ := strconv.ParseFloat(s, 64)
+		out = append(out, Series{Labels: r.Metric, Value: v})
+	}
+	return out
+}
+
+type testWriter struct {
+	t      testing.TB
+	prefix string
+}
+
+func (w testWriter) Write(b []byte) (int, error) {
+	// Quiet unless asked: go test -v shows exporter logs.
+	if testing.Verbose() {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", w.prefix, sc.Text())
+		}
+	}
+	return len(b), nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
