@@ -3,9 +3,9 @@
 GO ?= go
 # Debian packages: what `make run` needs, and what the tests need on top.
 RUN_DEPS  := prometheus
-TEST_DEPS := prometheus docker-compose
+TEST_DEPS := prometheus docker-compose chromium
 
-.PHONY: all build run test deps load vet
+.PHONY: all build run test deps load verify vet
 
 all: build
 
@@ -31,7 +31,15 @@ test: build vet
 	@scripts/deps.sh $(TEST_DEPS)
 	$(GO) test -count=1 -timeout 30m ./...
 
-# A bounded burst over all demo routes against a running `make run`.
-LOAD_N ?= 2000
+# The first hour, against a running `make run`: `make load` records the
+# totals, sends a bounded load over the demo routes and saves what it sent in
+# $(LOAD_RECORD); `make verify` compares what Prometheus saw since with it.
+# LOAD_ARGS adds flags (e.g. LOAD_ARGS="-d 10s -c 16"; see bin/webapp load -h).
+LOAD_N      ?= 2000
+LOAD_C      ?= 8
+LOAD_RECORD ?= .run/last-load.json
 load: build
-	./bin/webapp load -url http://$(APP_ADDR) -n $(LOAD_N) -c 8
+	./bin/webapp load -url http://$(APP_ADDR) -exporter http://$(EXPORTER_ADDR) -prometheus http://$(PROMETHEUS_ADDR) -n $(LOAD_N) -c $(LOAD_C) -record $(LOAD_RECORD) $(LOAD_ARGS)
+
+verify: build
+	./bin/webapp verify -prometheus http://$(PROMETHEUS_ADDR) -record $(LOAD_RECORD)

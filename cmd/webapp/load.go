@@ -1,111 +1,219 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
-	"sync"
-	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+
+	"forkwatch/loadgen"
+	"forkwatch/tally"
 )
 
-// loadMix is the share of requests each demo path gets, out of 10.
-var loadMix = []struct {
-	path  string
-	share int
-}{
-	{"/test/", 6},
-	{"/test1/", 2},
-	{"/test", 1},
-	{"/no/such/path", 1},
-}
+// defaultMix covers every kind of answer the demo gives: 200, 500, the 301
+// of a bare path, and a 404.
+const defaultMix = "/test/=6,/test1/=2,/test=1,/no/such/path=1"
 
-// runLoad sends a bounded burst of requests over the demo routes and prints
-// the count of each path and status.
-func runLoad(args []string) int {
+// Baseline settling: the workers' metrics client holds counts for its flush
+// interval (200ms), so two equal exporter reads this far apart mean earlier
+// requests are all in.
+const (
+	settleQuiet = 600 * time.Millisecond
+	settleMax   = 10 * time.Second
+)
+
+// runLoad is `webapp load`: record the totals, send a bounded load, print
+// what was sent and save the record `webapp verify` checks.
+func runLoad(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("webapp load", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	base := fs.String("url", "http://127.0.0.1:5000", "base URL of the app")
-	n := fs.Int("n", 1000, "requests to send (at most 1,000,000)")
-	c := fs.Int("c", 8, "concurrent connections")
-	timeout := fs.Duration("timeout", 60*time.Second, "stop after this long even if requests remain")
+	base := fs.String("url", "http://127.0.0.1:5000", "base `URL` of the app")
+	n := fs.Int("n", 0, "requests to send (default 1000 without -d; with -d, the most to send)")
+	d := fs.Duration("d", 0, "send for this long (at most 10m) instead of a count")
+	c := fs.Int("c", loadgen.DefaultConcurrency, "concurrent connections (1..1000)")
+	mix := fs.String("mix", defaultMix, "`paths` and weights: path=weight,...")
+	exporter := fs.String("exporter", "http://127.0.0.1:9102", "statsd_exporter `URL` to read the totals before the load from (\"\": use Prometheus)")
+	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`, for the totals if the exporter cannot be read")
+	record := fs.String("record", tally.DefaultRecordPath, "`file` to save the record for webapp verify (\"\": no record, no baseline)")
+	timeout := fs.Duration("timeout", loadgen.DefaultRequestTimeout, "limit for one request")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fmt.Println("webapp load: send a bounded mix of requests (6/10 /test/, 2/10 /test1/, 1/10 /test, 1/10 a 404 path)")
+			fmt.Fprintf(stdout, "webapp load: record the current request totals, send a bounded load over the demo routes,\n"+
+				"print what was sent by path and status and save it for `webapp verify`.\n\nFlags:\n")
+			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "webapp load: %v (see webapp load -h)\n", err)
+		fmt.Fprintf(stderr, "webapp load: %v (see webapp load -h)\n", err)
 		return 2
 	}
-	if *n < 1 || *n > 1_000_000 || *c < 1 || *c > 1000 {
-		fmt.Fprintln(os.Stderr, "webapp load: -n must be 1..1000000 and -c 1..1000")
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "webapp load: unexpected argument %q (see webapp load -h)\n", fs.Arg(0))
 		return 2
 	}
-	var plan []string
-	for i := 0; len(plan) < *n; i++ {
-		for _, m := range loadMix {
-			for k := 0; k < m.share && len(plan) < *n; k++ {
-				plan = append(plan, m.path)
-			}
+	m, err := loadgen.ParseMix(*mix)
+	if err != nil {
+		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		return 2
+	}
+	if *n == 0 && *d == 0 {
+		*n = 1000
+	}
+	opts := loadgen.Options{URL: *base, Mix: m, Requests: *n, Duration: *d, Concurrency: *c, RequestTimeout: *timeout}
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rec := &tally.Record{URL: *base, Mix: m.String()}
+	if *record != "" {
+		if err := recordBaseline(ctx, rec, *exporter, *prom, stderr); err != nil {
+			fmt.Fprintf(stderr, "webapp load: %v\n", err)
+			return 1
 		}
 	}
-	client := &fasthttp.Client{MaxConnsPerHost: *c}
-	deadline := time.Now().Add(*timeout)
-	var next atomic.Int64
-	var mu sync.Mutex
-	counts := map[string]int{}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < *c; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(plan) || time.Now().After(deadline) {
-					return
-				}
-				req.SetRequestURI(*base + plan[i])
-				key := plan[i] + " "
-				if err := client.DoDeadline(req, resp, deadline); err != nil {
-					key += "error"
-				} else {
-					key += fmt.Sprint(resp.StatusCode())
-				}
-				mu.Lock()
-				counts[key]++
-				mu.Unlock()
-			}
-		}()
+
+	progress := newProgressPrinter(stderr)
+	opts.Progress, opts.ProgressEvery = progress.print, progress.every
+	rec.Started = time.Now()
+	res, err := loadgen.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		return 1
 	}
-	wg.Wait()
-	took := time.Since(start)
-	keys := make([]string, 0, len(counts))
-	total, errs := 0, 0
-	for k, v := range counts {
-		keys = append(keys, k)
-		total += v
-		if len(k) > 5 && k[len(k)-5:] == "error" {
-			errs += v
+	rec.Finished = time.Now()
+	rec.Errors = res.Errors
+	for k, v := range res.Counts {
+		rec.Sent = append(rec.Sent, tally.Sent{Path: k.Path, Endpoint: endpointOf(k.Path), Status: k.Status, Count: v})
+	}
+	sort.Slice(rec.Sent, func(i, j int) bool {
+		a, b := rec.Sent[i], rec.Sent[j]
+		if a.Path != b.Path {
+			return a.Path < b.Path
 		}
+		return a.Status < b.Status
+	})
+	printSent(stdout, rec.Sent)
+	fmt.Fprintf(stdout, "sent %d requests in %s (%.0f req/s), %d errors\n", res.Sent,
+		res.Elapsed.Round(time.Millisecond), float64(res.Sent)/res.Elapsed.Seconds(), res.Errors)
+	if res.FirstError != "" {
+		fmt.Fprintf(stdout, "first error: %s\n", res.FirstError)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Printf("%-24s %d\n", k, counts[k])
+	if *record != "" {
+		if err := rec.Save(*record); err != nil {
+			fmt.Fprintf(stderr, "webapp load: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "recorded in %s; `webapp verify -record %s` (make verify) compares it with Prometheus\n", *record, *record)
 	}
-	fmt.Printf("sent %d requests in %s (%.0f req/s), %d errors\n", total, took.Round(time.Millisecond), float64(total)/took.Seconds(), errs)
-	if errs > 0 || total < *n {
+	switch {
+	case res.Errors > 0:
+		return 1
+	case *d == 0 && res.Sent < *n:
+		fmt.Fprintf(stderr, "webapp load: stopped after %d of %d requests\n", res.Sent, *n)
 		return 1
 	}
 	return 0
+}
+
+// recordBaseline reads the totals before the load: from the exporter (which
+// has them the moment the workers flush) after they settle, else from
+// Prometheus (up to one scrape interval behind).
+func recordBaseline(ctx context.Context, rec *tally.Record, exporter, prom string, stderr io.Writer) error {
+	if exporter != "" {
+		t, settled, err := tally.Settle(ctx, func(ctx context.Context) (tally.Totals, error) {
+			return tally.FromExporter(ctx, exporter)
+		}, settleQuiet, settleMax)
+		if err == nil {
+			if !settled {
+				fmt.Fprintf(stderr, "webapp load: warning: the exporter's totals kept changing for %s: other traffic is running, verify will see it\n", settleMax)
+			}
+			rec.BaselineSource = exporter
+			rec.SetBaseline(t)
+			return nil
+		}
+		fmt.Fprintf(stderr, "webapp load: warning: %v; reading the baseline from Prometheus instead\n", err)
+	}
+	if prom == "" {
+		return errors.New("no exporter or Prometheus to read the totals before the load from (or give -record \"\")")
+	}
+	t, err := tally.FromPrometheus(ctx, prom)
+	if err != nil {
+		return fmt.Errorf("totals before the load: %w", err)
+	}
+	rec.BaselineSource = prom
+	rec.SetBaseline(t)
+	return nil
+}
+
+// endpointOf is the endpoint label the demo app counts a path under.
+func endpointOf(path string) string {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI(path)
+	ep, _ := routes().Route(&ctx)
+	return ep
+}
+
+func printSent(w io.Writer, sent []tally.Sent) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\tendpoint\tstatus\trequests")
+	for _, s := range sent {
+		status := fmt.Sprint(s.Status)
+		if s.Status == 0 {
+			status = "error"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Path, s.Endpoint, status, s.Count)
+	}
+	tw.Flush()
+}
+
+// progressPrinter shows the load's progress: one line redrawn in place on a
+// terminal, a plain line a second otherwise (logs, CI).
+type progressPrinter struct {
+	w     io.Writer
+	tty   bool
+	every time.Duration
+}
+
+func newProgressPrinter(w io.Writer) *progressPrinter {
+	p := &progressPrinter{w: w, every: time.Second}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		p.tty, p.every = true, 200*time.Millisecond
+	}
+	return p
+}
+
+func (p *progressPrinter) print(pr loadgen.Progress) {
+	of := ""
+	if pr.Planned < loadgen.MaxRequests {
+		of = fmt.Sprintf("/%d", pr.Planned)
+	}
+	line := fmt.Sprintf("%d%s requests  %.0f req/s  %d errors  %s", pr.Done, of, pr.Rate(), pr.Errors,
+		pr.Elapsed.Round(100*time.Millisecond))
+	switch {
+	case p.tty && pr.Final:
+		fmt.Fprintf(p.w, "\r\033[K%s\n", line)
+	case p.tty:
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	case !pr.Final:
+		fmt.Fprintf(p.w, "load: %s\n", line)
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -30,7 +30,9 @@ func run(args []string) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "load":
-			return runLoad(args[1:])
+			return runLoad(args[1:], os.Stdout, os.Stderr)
+		case "verify":
+			return runVerify(args[1:], os.Stdout, os.Stderr)
 		}
 	}
 	cfg, err := parseConfig(args, os.Getenv, os.Stdout)

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"forkwatch/tally"
+)
+
+// verifyPoll is how often verify asks Prometheus again while counts are
+// still missing (Prometheus scrapes every 2s).
+const verifyPoll = 500 * time.Millisecond
+
+// flushMargin is how long after the load's last answer the workers'
+// metrics are surely in the exporter: their client flushes every 200ms.
+const flushMargin = time.Second
+
+// runVerify is `webapp verify`: compare the increase Prometheus saw since the
+// last load started with what that load sent. Exit 0 when they agree, 1 on
+// a difference or an error.
+func runVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("webapp verify", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`")
+	record := fs.String("record", tally.DefaultRecordPath, "the load's record `file` (written by webapp load)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for Prometheus to scrape the last counts")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "webapp verify: per endpoint and http_status, compare the increase of request_count that\n"+
+				"Prometheus saw since the last `webapp load` started with what that load sent.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "webapp verify: %v (see webapp verify -h)\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "webapp verify: unexpected argument %q (see webapp verify -h)\n", fs.Arg(0))
+		return 2
+	}
+	if *wait < 0 {
+		fmt.Fprintf(stderr, "webapp verify: -wait %s: must not be negative\n", *wait)
+		return 2
+	}
+	rec, err := tally.Load(*record)
+	if err != nil {
+		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// The answer is final once Prometheus has scraped every exporter after
+	// the load ended (and the workers flushed), and nothing the load sent
+	// is missing: counters only grow, so more than sent stays more.
+	deadline := time.Now().Add(*wait)
+	var lines []tally.Line
+	for {
+		now, err := tally.FromPrometheus(ctx, *prom)
+		if err != nil {
+			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+			return 1
+		}
+		lines = tally.Compare(rec, now)
+		scraped, ok, err := tally.LastScrape(ctx, *prom)
+		if err != nil {
+			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+			return 1
+		}
+		final := ok && scraped.After(rec.Finished.Add(flushMargin)) && !missing(lines)
+		if final || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(verifyPoll):
+		}
+	}
+
+	fmt.Fprintf(stdout, "load of %s at %s (%s), mix %s\n", rec.URL, rec.Started.Format(time.RFC3339),
+		rec.Finished.Sub(rec.Started).Round(time.Millisecond), rec.Mix)
+	fmt.Fprintf(stdout, "Prometheus %s: %s, increase since the load started vs what the load sent\n\n", *prom, tally.Query)
+	if err := tally.WriteTable(stdout, lines); err != nil {
+		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout)
+	sent := rec.SentTotals().Sum()
+	diffs := tally.Differences(lines)
+	switch {
+	case rec.Errors > 0:
+		fmt.Fprintf(stdout, "verify: FAILED: the load had %d requests without an answer, which the server may or may not have counted\n", rec.Errors)
+		return 1
+	case diffs > 0 && missing(lines):
+		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ; counts still missing after waiting %s\n", diffs, len(lines), *wait)
+		return 1
+	case diffs > 0:
+		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ: Prometheus saw more than the load sent (other traffic since the load started, or a counter reset)\n", diffs, len(lines))
+		return 1
+	}
+	fmt.Fprintf(stdout, "verify: OK: Prometheus saw exactly the %.0f requests the load sent, in %d series, difference 0\n", sent, len(lines))
+	return 0
+}
+
+// missing reports whether Prometheus has less than was sent anywhere.
+func missing(lines []tally.Line) bool {
+	for _, l := range lines {
+		if l.Diff() < 0 {
+			return true
+		}
+	}
+	return false
+}
