@@ -3,11 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +103,42 @@ func TestExpressionBrowser(t *testing.T) {
 		}
 	}
 
+	// A README cookbook link, pointed at this Prometheus, opens the
+	// expression browser with the query filled in and its answer shown.
+	readme, err := os.ReadFile(filepath.Join(stacktest.Root(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedLink := regexp.MustCompile(`http://127\.0\.0\.1:9090(/graph\?g0\.expr=request_count%7Bhttp_status%3D%22500%22%7D&g0\.tab=1)`).FindSubmatch(readme)
+	if seedLink == nil {
+		t.Fatal(`README.md has no cookbook link for request_count{http_status="500"}`)
+	}
+	run("open "+string(seedLink[1]), chromedp.Navigate(prom.URL+string(seedLink[1])))
+	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		expr, err := chromedp.Run(actx, chromedp.Value(chromedp.CSS("#expr0")))
+		if err != nil {
+			return false, fmt.Sprintf("read the expression: %v", err)
+		}
+		rows, err := chromedp.Run(actx, chromedp.Evaluate[[][]string](rowsJS))
+		if err != nil {
+			return false, fmt.Sprintf("read the table: %v", err)
+		}
+		ok := expr == `request_count{http_status="500"}` && len(rows) == 1 && len(rows[0]) == 2 &&
+			strings.Contains(rows[0][0], `http_status="500"`) && rows[0][1] == strconv.Itoa(sent["500"])
+		return ok, fmt.Sprintf("expression %q, table %q; want one row with %d", expr, rows, sent["500"])
+	})
+
+	// Back to the first query for the screenshot.
+	run("open the expression browser again", chromedp.Navigate(prom.URL+"/classic/graph?g0.expr="+url.QueryEscape(browserQuery)+"&g0.tab=1"))
+	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		got, err := chromedp.Run(actx, chromedp.Evaluate[[][]string](rowsJS))
+		return err == nil && len(got) == len(sent), fmt.Sprintf("table %q (%v)", got, err)
+	})
+
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // 100: PNG
@@ -161,4 +199,3 @@ func newBrowser(t *testing.T, chromium string) context.Context {
 	}
 	return ctx
 }
-
