@@ -66,6 +66,10 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "webapp load: %v\n", err)
 		return 2
 	}
+	if *c < 1 {
+		fmt.Fprintf(stderr, "webapp load: -c %d: must be from 1 to %d\n", *c, loadgen.MaxConcurrency)
+		return 2
+	}
 	if *n == 0 && *d == 0 {
 		*n = 1000
 	}
