@@ -245,6 +245,21 @@ func checkMetrics(t *testing.T, where, expr string, known map[string]bool) {
 	}
 }
 
+// configuredWorkers is the worker count rules.yml states for the
+// workers-below-configured alert.
+func configuredWorkers(t *testing.T) string {
+	t.Helper()
+	for _, r := range rules(t) {
+		if r.Record == "app_name:forkwatch_workers:configured" {
+			if m := regexp.MustCompile(`vector\((\d+)\)`).FindStringSubmatch(r.Expr); m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatal("rules.yml: no app_name:forkwatch_workers:configured = vector(N)")
+	return ""
+}
+
 func TestRulesUseExistingMetrics(t *testing.T) {
 	known := knownMetrics(t)
 	for _, r := range rules(t) {
@@ -413,6 +428,12 @@ func TestCompose(t *testing.T) {
 		t.Errorf("prometheus service does not mount rules.yml")
 	}
 
+	for name, s := range c.Services {
+		if n, ok := s.Environment["FORKWATCH_WORKERS"]; ok && n != configuredWorkers(t) {
+			t.Errorf("%s: FORKWATCH_WORKERS %s, but rules.yml configures %s workers", name, n, configuredWorkers(t))
+		}
+	}
+
 	g, ok := c.Services["grafana"]
 	switch {
 	case !ok || !slices.Contains(g.Profiles, "grafana"):
@@ -531,6 +552,9 @@ func TestKubernetesExample(t *testing.T) {
 	}
 	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].ConfigMap.Name != cm.Metadata.Name {
 		t.Errorf("pod volumes %+v, want the ConfigMap %s", pod.Spec.Volumes, cm.Metadata.Name)
+	}
+	if got, want := env(app, "FORKWATCH_WORKERS"), configuredWorkers(t); got != want {
+		t.Errorf("webapp FORKWATCH_WORKERS = %q, but rules.yml configures %s workers", got, want)
 	}
 	ann := pod.Metadata.Annotations
 	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" {
