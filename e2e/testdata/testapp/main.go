@@ -1,0 +1,35 @@
+// Command testapp is a prefork app for the supervisor tests: besides /test/
+// it has a handler that blocks forever (/hang/) and one that takes a while
+// (/slow/?ms=N), and TESTAPP_FAIL makes its start-up fail with that text.
+package main
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"forkwatch/prefork"
+	"forkwatch/worker"
+)
+
+func main() {
+	os.Exit(prefork.Main(prefork.App{Name: "testapp", Routes: routes}, os.Args[1:]))
+}
+
+func routes() (worker.Routes, error) {
+	if msg := os.Getenv("TESTAPP_FAIL"); msg != "" {
+		return nil, errors.New(msg)
+	}
+	m := worker.NewMux()
+	m.Handle("/test/", func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("rest") })
+	m.Handle("/hang/", func(ctx *fasthttp.RequestCtx) { select {} })
+	m.Handle("/slow/", func(ctx *fasthttp.RequestCtx) {
+		ms, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("ms")))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		ctx.SetBodyString("slow")
+	})
+	return m, nil
+}
