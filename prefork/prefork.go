@@ -141,6 +141,7 @@ func serveWorker(app App, cfg *config, log *slog.Logger) error {
 	}
 	opts := cfg.workerOptions()
 	opts.Logger = log
+	opts.MaxRequests = child.MaxJobs()
 	if metrics != nil {
 		opts.Recorder = metrics
 	}
@@ -165,8 +166,12 @@ func serveWorker(app App, cfg *config, log *slog.Logger) error {
 	}
 	tick := time.NewTicker(cfg.reportEvery)
 	defer tick.Stop()
+	full := srv.Full()
 	for stop := false; !stop; {
 		select {
+		case <-full:
+			full = nil // report now: the supervisor recycles on the report
+			_ = report()
 		case <-tick.C:
 			if err := report(); err != nil {
 				log.Warn("supervisor gone", "err", err)

@@ -277,8 +277,15 @@ func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
 		reportW.Close()
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
 	}
+	recycleAt := s.opts.MaxJobs
+	if recycleAt > 0 && s.opts.MaxJobsJitter > 0 {
+		recycleAt += rand.Uint64N(s.opts.MaxJobsJitter + 1)
+	}
 	cmd := exec.Command(s.opts.Path, s.opts.Args...)
 	cmd.Env = append(append([]string(nil), s.opts.Env...), envWorkerID+"="+strconv.Itoa(sl.id))
+	if recycleAt > 0 {
+		cmd.Env = append(cmd.Env, envMaxJobs+"="+strconv.FormatUint(recycleAt, 10))
+	}
 	if s.opts.ReusePort {
 		cmd.Env = append(cmd.Env, envReusePort+"="+s.addr)
 	}
@@ -296,17 +303,14 @@ func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
 	}
 	p := &proc{
-		slot:     sl,
-		pid:      cmd.Process.Pid,
-		cmd:      cmd,
-		control:  controlW,
-		started:  time.Now(),
-		replaces: replaces,
-		why:      why,
-	}
-	p.recycleAt = s.opts.MaxJobs
-	if s.opts.MaxJobsJitter > 0 {
-		p.recycleAt += rand.Uint64N(s.opts.MaxJobsJitter + 1)
+		slot:      sl,
+		pid:       cmd.Process.Pid,
+		cmd:       cmd,
+		control:   controlW,
+		started:   time.Now(),
+		replaces:  replaces,
+		why:       why,
+		recycleAt: recycleAt,
 	}
 	if replaces != nil {
 		sl.next = p
@@ -669,6 +673,9 @@ func (s *Supervisor) scale(delta int) {
 				s.stop(p, ReasonScale)
 			}
 		}
+	}
+	if delta < 0 {
+		s.opts.Logger.Warn("not removing the last worker")
 	}
 }
 

@@ -1,10 +1,11 @@
 // Command testapp is a prefork app for the supervisor tests: besides /test/
 // it has a handler that blocks forever (/hang/) and one that takes a while
-// (/slow/?ms=N), and TESTAPP_FAIL makes its start-up fail with that text.
+// (/slow/?ms=N), each saying on stderr when it starts, and TESTAPP_FAIL makes its start-up fail with that text.
 package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
@@ -25,8 +26,12 @@ func routes() (worker.Routes, error) {
 	}
 	m := worker.NewMux()
 	m.Handle("/test/", func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("rest") })
-	m.Handle("/hang/", func(ctx *fasthttp.RequestCtx) { select {} })
+	m.Handle("/hang/", func(ctx *fasthttp.RequestCtx) {
+		fmt.Fprintln(os.Stderr, "hang request started")
+		select {}
+	})
 	m.Handle("/slow/", func(ctx *fasthttp.RequestCtx) {
+		fmt.Fprintln(os.Stderr, "slow request started")
 		ms, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("ms")))
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		ctx.SetBodyString("slow")
