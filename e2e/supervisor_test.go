@@ -420,3 +420,28 @@ func TestSilentWorker(t *testing.T) {
 	})
 	t.Logf("silent worker killed %s after SIGSTOP (report timeout 1s)", killedAfter.Round(time.Millisecond))
 }
+
+// TestCrashLoopBacksOff: a slot whose worker keeps crashing right after it
+// starts is respawned with growing delays, and never given up.
+func TestCrashLoopBacksOff(t *testing.T) {
+	app := stacktest.StartBinary(t, testApp(t), 1, "-metrics=false")
+	client := &http.Client{Timeout: 5 * time.Second}
+	const crashes = 4
+	for i := 1; i <= crashes; i++ {
+		if resp, err := client.Get(app.URL + "/crash/"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("crash %d: got a response", i)
+		}
+		app.WaitLog(t, `msg="worker ready"`, i+1, 10*time.Second)
+	}
+	for _, want := range []string{"crashes=2 delay=100ms", "crashes=3 delay=200ms", "crashes=4 delay=400ms"} {
+		if !strings.Contains(app.Log(), want) {
+			t.Errorf("log lacks backoff %q:\n%s", want, app.Log())
+		}
+	}
+	resp, err := client.Get(app.URL + "/test/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after %d crashes: %v %v", crashes, resp, err)
+	}
+	resp.Body.Close()
+}

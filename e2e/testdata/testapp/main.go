@@ -1,5 +1,6 @@
 // Command testapp is a prefork app for the supervisor tests: besides /test/
-// it has a handler that blocks forever (/hang/) and one that takes a while
+// it has a handler that blocks forever (/hang/), one that exits the worker
+// (/crash/) and one that takes a while
 // (/slow/?ms=N), each saying on stderr when it starts, and TESTAPP_FAIL makes its start-up fail with that text.
 package main
 
@@ -30,6 +31,7 @@ func routes() (worker.Routes, error) {
 		fmt.Fprintln(os.Stderr, "hang request started")
 		select {}
 	})
+	m.Handle("/crash/", func(ctx *fasthttp.RequestCtx) { os.Exit(3) })
 	m.Handle("/slow/", func(ctx *fasthttp.RequestCtx) {
 		fmt.Fprintln(os.Stderr, "slow request started")
 		ms, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("ms")))
