@@ -445,3 +445,31 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestReusePort: with -reuseport every worker binds its own socket on the
+// same port; the kernel spreads new connections over them.
+func TestReusePort(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 3, "-reuseport", "-statsd-addr", exporter.StatsdAddr)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	const n = 300
+	for i := 0; i < n; i++ {
+		if msg := check(client, app.URL, demoCase{path: "/test/", status: 200, body: "rest"}); msg != "" {
+			t.Fatal(msg)
+		}
+	}
+	if got := settledSum(t, exporter.URL, "request_count", testOK); got != n {
+		t.Errorf("counted %v, want %d", got, n)
+	}
+	app.Signal(syscall.SIGTERM)
+	<-app.Done()
+	busy := 0
+	for _, h := range handledPerWorker(app.Log()) {
+		if h > 0 {
+			busy++
+		}
+	}
+	if busy < 2 {
+		t.Errorf("handled per worker %v: want more than one worker serving", handledPerWorker(app.Log()))
+	}
+}
