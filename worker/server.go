@@ -76,6 +76,9 @@ type Options struct {
 	MaxConns int
 	// Name is the Server header; empty sends none.
 	Name string
+	// MaxRequests, if set, closes the channel Full returns once this many
+	// requests have finished, so the worker can ask to be recycled at once.
+	MaxRequests uint64
 }
 
 // Validate reports the first option that cannot work.
@@ -126,6 +129,8 @@ type Server struct {
 	srv      *fasthttp.Server
 	handled  atomic.Uint64
 	inflight inflight
+	max      uint64
+	full     chan struct{}
 }
 
 // New returns a Server for routes. It panics if opts do not Validate; check
@@ -135,7 +140,7 @@ func New(routes Routes, opts Options) *Server {
 		panic(err)
 	}
 	opts.setDefaults()
-	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger}
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{})}
 	if s.rec == nil {
 		s.rec = nopRecorder{}
 	}
@@ -200,8 +205,18 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, endpoint string, start time.Ti
 	}
 	slot.end(ctx.ID())
 	s.rec.Record(Method(ctx.Method()), endpoint, ctx.Response.StatusCode(), time.Since(start))
-	s.handled.Add(1)
+	s.count()
 }
+
+func (s *Server) count() {
+	if n := s.handled.Add(1); n == s.max {
+		close(s.full)
+	}
+}
+
+// Full is closed when Options.MaxRequests requests have finished; it never
+// closes without MaxRequests.
+func (s *Server) Full() <-chan struct{} { return s.full }
 
 // rejected answers and records a request fasthttp could not read or parse.
 func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
@@ -213,7 +228,7 @@ func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	status, msg := statusForError(err)
 	ctx.Error(msg, status)
 	s.rec.Record(Method(ctx.Method()), Unmatched, status, time.Since(ctx.Time()))
-	s.handled.Add(1)
+	s.count()
 }
 
 func statusForError(err error) (int, string) {

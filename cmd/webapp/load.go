@@ -165,9 +165,13 @@ func recordBaseline(ctx context.Context, rec *tally.Record, exporter, prom strin
 
 // endpointOf is the endpoint label the demo app counts a path under.
 func endpointOf(path string) string {
+	r, err := routes()
+	if err != nil {
+		return "?"
+	}
 	var ctx fasthttp.RequestCtx
 	ctx.Request.SetRequestURI(path)
-	ep, _ := routes().Route(&ctx)
+	ep, _ := r.Route(&ctx)
 	return ep
 }
 

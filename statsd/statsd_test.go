@@ -1,0 +1,153 @@
+package statsd
+
+import (
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readLines collects the DogStatsD lines that arrive on conn until want
+// lines are in or the deadline passes.
+func readLines(t *testing.T, conn net.PacketConn, want int) []string {
+	t.Helper()
+	var lines []string
+	buf := make([]byte, 65536)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(lines) < want && time.Now().Before(deadline) {
+		_ = conn.SetReadDeadline(deadline)
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(buf[:n])), "\n") {
+			if l != "" {
+				lines = append(lines, l)
+			}
+		}
+	}
+	return lines
+}
+
+// TestWireTags reads what the client really sends and checks each line's
+// tags: exactly the contract's keys, in key:value form with no spaces.
+func TestWireTags(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := New(Config{Addr: conn.LocalAddr().String(), FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Record("GET", "/test/", 200, 1500*time.Microsecond)
+	c.Record("GET", "/test/", 200, 2500*time.Microsecond)
+	c.Record("OTHER", "unmatched", 404, time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Two series of each metric.
+	lines := readLines(t, conn, 4)
+
+	wantKeys := map[string][]string{
+		RequestCount:   {"app_name", "endpoint", "http_status", "method"},
+		RequestLatency: {"app_name", "endpoint"},
+	}
+	seen := map[string]int{}
+	for _, line := range lines {
+		if strings.ContainsAny(line, " \t") {
+			t.Errorf("line has white space: %q", line)
+		}
+		head, tags, ok := strings.Cut(line, "|#")
+		if !ok {
+			t.Errorf("line without tags: %q", line)
+			continue
+		}
+		name, _, _ := strings.Cut(head, ":")
+		var keys []string
+		for _, tag := range strings.Split(tags, ",") {
+			k, v, ok := strings.Cut(tag, ":")
+			if !ok || k == "" || v == "" {
+				t.Errorf("tag %q in %q is not key:value", tag, line)
+			}
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if got, want := strings.Join(keys, ","), strings.Join(wantKeys[name], ","); got != want {
+			t.Errorf("%s tag keys %s, want %s (line %q)", name, got, want, line)
+		}
+		if !strings.Contains(tags, "app_name:webapp") {
+			t.Errorf("line %q lacks app_name:webapp", line)
+		}
+		seen[name]++
+	}
+	if seen[RequestCount] != 2 || seen[RequestLatency] != 2 {
+		t.Errorf("lines per metric %v, want 2 each; lines: %q", seen, lines)
+	}
+	// The two /test/ requests are aggregated into one count line of 2, and
+	// their latencies into one line of two values.
+	joined := strings.Join(lines, "\n")
+	if !strings.Contains(joined, "request_count:2|c|#") {
+		t.Errorf("no aggregated count of 2 in %q", joined)
+	}
+	if !strings.Contains(joined, "request_latency_seconds:0.0015:0.0025|h|#") &&
+		!strings.Contains(joined, "request_latency_seconds:0.0025:0.0015|h|#") {
+		t.Errorf("latency values not in seconds in %q", joined)
+	}
+}
+
+// TestUnresolvableAddress: the client is usable (records are dropped, not
+// errors) while the address does not resolve.
+func TestUnresolvableAddress(t *testing.T) {
+	c, err := New(Config{Addr: "no-such-host.invalid:9125"})
+	if err != nil {
+		t.Fatalf("New with an unresolvable address: %v", err)
+	}
+	c.Record("GET", "/test/", 200, time.Millisecond)
+	if c.dropped.Load() != 1 {
+		t.Errorf("dropped = %d, want 1", c.dropped.Load())
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+func TestSanitizeTagValue(t *testing.T) {
+	for name, tc := range map[string]struct{ in, want string }{
+		"clean":        {"/test/", "/test/"},
+		"separators":   {"a|b#c,d:e@f", "a_b_c_d_e_f"},
+		"space":        {"a b", "a_b"},
+		"newline":      {"a\nb", "a_b"},
+		"non-ascii":    {"é", "__"},
+		"empty":        {"", "_"},
+		"long cut":     {strings.Repeat("x", 300), strings.Repeat("x", 200)},
+		"quote, slash": {`a"b\c`, "a_b_c"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := SanitizeTagValue(tc.in); got != tc.want {
+				t.Errorf("SanitizeTagValue(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cfg Config
+		ok  bool
+	}{
+		"zero":           {Config{}, true},
+		"app name":       {Config{AppName: "shop-api"}, true},
+		"app name space": {Config{AppName: "shop api"}, false},
+		"app name comma": {Config{AppName: "a,b"}, false},
+		"negative flush": {Config{FlushInterval: -time.Second}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
