@@ -1,16 +1,19 @@
 package tally
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
 // WriteTable prints lines as an aligned table with a total row; rows that
 // disagree are marked.
 func WriteTable(w io.Writer, lines []Line) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "endpoint\thttp_status\tbefore load\tnow\tPrometheus saw\tload sent\tdifference\t")
 	var tot Line
 	for _, l := range lines {
@@ -25,7 +28,15 @@ func WriteTable(w io.Writer, lines []Line) error {
 		tot.Sent += l.Sent
 	}
 	fmt.Fprintf(tw, "total\t\t%s\t%s\t%s\t%s\t%s\t\n", num(tot.Before), num(tot.Now), num(tot.Seen()), num(tot.Sent), signed(tot.Diff()))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+strings.Repeat("\n", strings.Count(line, "\n"))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
