@@ -28,7 +28,7 @@ const defaultMix = "/test/=6,/test1/=2,/test=1,/no/such/path=1"
 // interval (200ms), so two equal exporter reads this far apart mean earlier
 // requests are all in.
 const (
-	settleQuiet = 600 * time.Millisecond
+	settleQuiet = time.Second
 	settleMax   = 10 * time.Second
 )
 
