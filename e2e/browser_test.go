@@ -36,10 +36,10 @@ func TestExpressionBrowser(t *testing.T) {
 
 	// A count per status that no other status has, so a mix-up shows.
 	sent := map[string]int{"200": 7, "500": 3, "404": 2, "301": 1}
-	get(t, app.URL+"/test/", sent["200"])
-	get(t, app.URL+"/test1/", sent["500"])
-	get(t, app.URL+"/no/such/path", sent["404"])
-	get(t, app.URL+"/test", sent["301"])
+	getN(t, app.URL+"/test/", sent["200"])
+	getN(t, app.URL+"/test1/", sent["500"])
+	getN(t, app.URL+"/no/such/path", sent["404"])
+	getN(t, app.URL+"/test", sent["301"])
 	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := stacktest.Query(t, prom.URL, browserQuery)
 		total := 0.0

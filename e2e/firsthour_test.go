@@ -30,10 +30,10 @@ func TestLoadThenVerify(t *testing.T) {
 
 	// Earlier traffic (a user's curls): not part of the load. Sent right
 	// before the load, so the load must wait for it to reach the exporter.
-	get(t, app.URL+"/test/", 5)
-	get(t, app.URL+"/test1/", 2)
+	getN(t, app.URL+"/test/", 5)
+	getN(t, app.URL+"/test1/", 2)
 
-	out, code := webapp(t, bin, "load", "-url", app.URL, "-exporter", exporter.URL, "-prometheus", prom.URL,
+	out, code := runWebapp(t, bin, "load", "-url", app.URL, "-exporter", exporter.URL, "-prometheus", prom.URL,
 		"-n", "1500", "-c", "4", "-record", record)
 	if code != 0 || !strings.Contains(out, "sent 1500 requests") {
 		t.Fatalf("webapp load: exit %d, want 0 and 1500 sent:\n%s", code, out)
@@ -59,7 +59,7 @@ func TestLoadThenVerify(t *testing.T) {
 		t.Errorf("recorded as sent %v, want %v", got, wantSent)
 	}
 
-	out, code = webapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "30s")
+	out, code = runWebapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "30s")
 	t.Logf("webapp verify:\n%s", out)
 	if code != 0 || !strings.Contains(out, "verify: OK") {
 		t.Fatalf("webapp verify: exit %d, want 0 and OK", code)
@@ -80,12 +80,12 @@ func TestLoadThenVerify(t *testing.T) {
 
 	// Someone else's requests after the load started: verify must fail and
 	// show them.
-	get(t, app.URL+"/test/", 3)
+	getN(t, app.URL+"/test/", 3)
 	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := stacktest.Query(t, prom.URL, `sum(request_count{endpoint="/test/", http_status="200"})`)
 		return len(got) == 1 && got[0].Value == 908, fmt.Sprintf("Prometheus has %v, want 5+900+3", got)
 	})
-	out, code = webapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "20s")
+	out, code = runWebapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "20s")
 	if code != 1 || !strings.Contains(out, "FAILED") {
 		t.Fatalf("webapp verify after 3 extra requests: exit %d, want 1 and FAILED:\n%s", code, out)
 	}
@@ -94,8 +94,8 @@ func TestLoadThenVerify(t *testing.T) {
 	}
 }
 
-// get sends n GET requests to url and fails the test on a transport error.
-func get(t *testing.T, url string, n int) {
+// getN sends n GET requests to url and fails the test on a transport error.
+func getN(t *testing.T, url string, n int) {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -108,9 +108,9 @@ func get(t *testing.T, url string, n int) {
 	}
 }
 
-// webapp runs the webapp binary with args (bounded in time) and returns its
+// runWebapp runs the webapp binary with args (bounded in time) and returns its
 // combined output and exit code.
-func webapp(t *testing.T, bin string, args ...string) (string, int) {
+func runWebapp(t *testing.T, bin string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	timer := time.AfterFunc(90*time.Second, func() { _ = cmd.Process.Kill() })
