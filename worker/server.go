@@ -52,6 +52,7 @@ const (
 	DefaultMaxHeaderBytes = 8 << 10
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultMaxConns       = 10000
+	DefaultLinger         = time.Second
 )
 
 // Options configure a Server. Zero values take the defaults above.
@@ -72,14 +73,23 @@ type Options struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body; larger gets 413.
 	MaxBodyBytes int
-	// MaxConns bounds the connections this worker serves at once.
+	// MaxConns bounds the connections this worker serves at once; fasthttp
+	// answers one more with 503 and closes it (not recorded: it never
+	// reaches the middleware).
 	MaxConns int
+	// Linger is how long a connection closed after an error response (400,
+	// 413, 431) keeps reading and discarding what the client still sends,
+	// so that the kernel delivers the response instead of resetting the
+	// connection (see lingerConn). At most MaxLingerBytes are read. Negative:
+	// close at once. Timed-out connections (408) never linger.
+	Linger time.Duration
 	// Name is the Server header; empty sends none.
 	Name string
 }
 
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
+	// Linger may be negative: it means off.
 	for _, d := range []time.Duration{o.ReadTimeout, o.WriteTimeout, o.IdleTimeout} {
 		if d < 0 {
 			return errors.New("worker: timeouts must not be negative")
@@ -116,6 +126,9 @@ func (o *Options) setDefaults() {
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns
 	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
 }
 
 // Server serves one Routes with the recording middleware.
@@ -126,6 +139,7 @@ type Server struct {
 	srv      *fasthttp.Server
 	handled  atomic.Uint64
 	inflight inflight
+	linger   time.Duration
 }
 
 // New returns a Server for routes. It panics if opts do not Validate; check
@@ -135,7 +149,7 @@ func New(routes Routes, opts Options) *Server {
 		panic(err)
 	}
 	opts.setDefaults()
-	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger}
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, linger: opts.Linger}
 	if s.rec == nil {
 		s.rec = nopRecorder{}
 	}
@@ -159,7 +173,12 @@ func New(routes Routes, opts Options) *Server {
 }
 
 // Serve serves ln until Shutdown; it returns nil after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if s.linger > 0 {
+		ln = lingerListener{Listener: ln, linger: s.linger}
+	}
+	return s.srv.Serve(ln)
+}
 
 // Shutdown stops accepting, lets in-flight requests finish and closes idle
 // connections. If ctx ends first it returns ctx.Err() with requests still
@@ -212,6 +231,11 @@ func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	}
 	status, msg := statusForError(err)
 	ctx.Error(msg, status)
+	if status != fasthttp.StatusRequestTimeout {
+		// Unread request bytes may be left: let the response get through.
+		// A client that timed out is slow by definition; not worth waiting.
+		armLinger(ctx.Conn())
+	}
 	s.rec.Record(Method(ctx.Method()), Unmatched, status, time.Since(ctx.Time()))
 	s.handled.Add(1)
 }
