@@ -20,9 +20,12 @@ APP_ADDR        ?= 127.0.0.1:5000
 STATSD_ADDR     ?= 127.0.0.1:9125
 EXPORTER_ADDR   ?= 127.0.0.1:9102
 PROMETHEUS_ADDR ?= 127.0.0.1:9090
+# STATSD_UNIXGRAM=/path/x.sock: metrics over a Unix datagram socket (mode 0660)
+# instead of UDP; the exporter then listens on no network port for them.
+STATSD_UNIXGRAM ?=
 run: build
 	@scripts/deps.sh $(RUN_DEPS)
-	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR)
+	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR) $(if $(STATSD_UNIXGRAM),-statsd-unixgram $(STATSD_UNIXGRAM))
 
 vet:
 	$(GO) vet ./...
