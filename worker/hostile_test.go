@@ -167,3 +167,41 @@ func TestLingerOff(t *testing.T) {
 		t.Fatalf("32 MB header without linger: got %d and no error; want the reset this package exists to avoid", status)
 	}
 }
+
+// TestTruncatedRequest: a client that closes its side in the middle of the
+// headers gets no response at all (not fasthttp's empty 200) and nothing is
+// recorded; a truncated body is a 400, recorded.
+func TestTruncatedRequest(t *testing.T) {
+	addr, rec := serveTCP(t, okRoutes(), Options{})
+	for name, tc := range map[string]struct {
+		req, prefix, record string
+	}{
+		"request line":   {"GET /o", "", ""},
+		"headers":        {"GET /ok/ HTTP/1.1\r\nHost: x\r\n", "", ""},
+		"binary":         {"\xff\xfe", "", ""},
+		"body":           {"POST /ok/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", "HTTP/1.1 400 ", " unmatched 400"},
+		"whole, control": {"GET /ok/ HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ", "GET /ok/ 200"},
+	} {
+		before := len(rec.all())
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(tc.req)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(got), tc.prefix) || (tc.prefix == "" && len(got) > 0) {
+			t.Errorf("%s: got %q, %v; want a response starting %q", name, got, err, tc.prefix)
+		}
+		recs := rec.all()[before:]
+		// fasthttp has reset the method by the time a body fails: only
+		// endpoint and status are checked for rejections.
+		if (tc.record == "" && len(recs) != 0) || (tc.record != "" && (len(recs) != 1 || !strings.HasSuffix(recs[0], tc.record))) {
+			t.Errorf("%s: records %q, want one ending in %q", name, recs, tc.record)
+		}
+	}
+}

@@ -225,8 +225,11 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, endpoint string, start time.Ti
 // rejected answers and records a request fasthttp could not read or parse.
 func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, io.EOF) {
-		// The client connected and closed without sending a byte: there is
-		// no request to answer or count.
+		// The client closed its side in the middle of a request (one that
+		// closes before sending a byte never gets here). Like net/http,
+		// answer nothing and count nothing; closing now stops fasthttp from
+		// writing the empty 200 it would send after this handler.
+		_ = ctx.Conn().Close()
 		return
 	}
 	status, msg := statusForError(err)
