@@ -4,7 +4,8 @@
 // status and latency to a Recorder.
 //
 // Requests that fasthttp rejects before any handler runs (400, 408, 413, 431)
-// are recorded too, under the endpoint label Unmatched. Label values come
+// are recorded too, under the endpoint label Unmatched and the method label
+// MethodOther. Label values come
 // from fixed sets: the route templates of a Routes, Unmatched, and the
 // standard HTTP methods or OTHER.
 //
@@ -239,7 +240,10 @@ func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 		// A client that timed out is slow by definition; not worth waiting.
 		armLinger(ctx.Conn())
 	}
-	s.rec.Record(Method(ctx.Method()), Unmatched, status, time.Since(ctx.Time()))
+	// The method is not known reliably here (a failed body read resets
+	// the request, which then says GET whatever was sent), so rejections
+	// are all OTHER: one series per status, and no label that lies.
+	s.rec.Record(MethodOther, Unmatched, status, time.Since(ctx.Time()))
 	s.handled.Add(1)
 }
 
@@ -258,8 +262,12 @@ func statusForError(err error) (int, string) {
 	}
 }
 
+// MethodOther is the method label of every method outside the standard set,
+// and of requests rejected before routing (400, 408, 413, 431).
+const MethodOther = "OTHER"
+
 // Method maps a request method to its label: the standard methods as they
-// are, anything else OTHER.
+// are, anything else MethodOther.
 func Method(m []byte) string {
 	switch string(m) { // the compiler does not allocate for this conversion
 	case fasthttp.MethodGet:
@@ -281,7 +289,7 @@ func Method(m []byte) string {
 	case fasthttp.MethodTrace:
 		return fasthttp.MethodTrace
 	}
-	return "OTHER"
+	return MethodOther
 }
 
 type nopRecorder struct{}
