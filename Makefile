@@ -5,7 +5,7 @@ GO ?= go
 RUN_DEPS  := prometheus
 TEST_DEPS := prometheus docker-compose
 
-.PHONY: all build run test deps load vet
+.PHONY: all build run test deps load vet fuzz fuzz-short
 
 all: build
 
@@ -33,8 +33,24 @@ vet:
 test: build vet
 	@scripts/deps.sh $(TEST_DEPS)
 	$(GO) test -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory fuzz-short
 
 # A bounded burst over all demo routes against a running `make run`.
 LOAD_N ?= 2000
 load: build
 	./bin/webapp load -url http://$(APP_ADDR) -n $(LOAD_N) -c 8
+
+# Fuzz targets (package:name). Their seed corpora run in every `go test`;
+# `make test` also fuzzes each for FUZZ_SHORT, `make fuzz` for FUZZTIME.
+FUZZ_TARGETS := ./statsd:FuzzSanitizeTagValue ./worker:FuzzMux ./worker:FuzzPattern ./worker:FuzzMethod
+FUZZ_SHORT   ?= 3s
+FUZZTIME     ?= 2m
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; \
+	  echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
