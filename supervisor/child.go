@@ -24,6 +24,7 @@ type Child struct {
 	ID int
 
 	reusePortAddr string
+	maxJobs       uint64
 	mu            sync.Mutex // serialises frames on report
 	report        *os.File
 	control       *os.File
@@ -48,9 +49,16 @@ func NewChild() (*Child, error) {
 	if err != nil || id < 1 {
 		return nil, fmt.Errorf("supervisor: bad %s=%q", envWorkerID, idText)
 	}
+	var maxJobs uint64
+	if v := os.Getenv(envMaxJobs); v != "" {
+		if maxJobs, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("supervisor: bad %s=%q", envMaxJobs, v)
+		}
+	}
 	c := &Child{
 		ID:            id,
 		reusePortAddr: os.Getenv(envReusePort),
+		maxJobs:       maxJobs,
 		report:        os.NewFile(reportFD, "supervisor-report"),
 		control:       os.NewFile(controlFD, "supervisor-control"),
 		stopping:      make(chan struct{}),
@@ -93,6 +101,11 @@ func (c *Child) Listener() (net.Listener, error) {
 	_ = f.Close()
 	return ln, nil
 }
+
+// MaxJobs is the job count after which the supervisor recycles this worker
+// (Options.MaxJobs plus this worker's jitter), or 0. The supervisor acts on
+// the first Report that reaches it, so report as soon as it is reached.
+func (c *Child) MaxJobs() uint64 { return c.maxJobs }
 
 // Stopping is closed when the supervisor asks this worker to stop, or is gone.
 func (c *Child) Stopping() <-chan struct{} { return c.stopping }

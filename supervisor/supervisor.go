@@ -53,8 +53,7 @@ type proc struct {
 	readyAt    time.Time // zero until ready
 	stopReason Reason    // set when we asked it to stop (or killed it)
 	stopAt     time.Time
-	replaces   *proc  // the worker this one will replace once ready
-	why        Reason // why it is replacing (reload, recycle)
+	why        Reason // for a replacement: why it replaces the slot's worker (reload, recycle)
 	status     Status
 	statusAt   time.Time
 	recycleAt  uint64
@@ -141,7 +140,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for i := 1; i <= s.opts.Workers; i++ {
 		sl := &slot{id: i}
 		s.slots = append(s.slots, sl)
-		if err := s.spawn(sl, nil, ""); err != nil {
+		if err := s.spawn(sl, ""); err != nil {
 			s.stopping = true
 			s.killAll()
 			s.wait()
@@ -264,9 +263,9 @@ func (s *Supervisor) shutdown(why string) {
 	}
 }
 
-// spawn starts a worker for sl. With replaces set it is a replacement that
-// takes over the slot once ready; otherwise it becomes the slot's worker.
-func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
+// spawn starts a worker for sl. With a reason it is a replacement (sl.next)
+// that takes over the slot once ready; otherwise it becomes the slot's worker.
+func (s *Supervisor) spawn(sl *slot, why Reason) error {
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
@@ -277,8 +276,15 @@ func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
 		reportW.Close()
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
 	}
+	recycleAt := s.opts.MaxJobs
+	if recycleAt > 0 && s.opts.MaxJobsJitter > 0 {
+		recycleAt += rand.Uint64N(s.opts.MaxJobsJitter + 1)
+	}
 	cmd := exec.Command(s.opts.Path, s.opts.Args...)
 	cmd.Env = append(append([]string(nil), s.opts.Env...), envWorkerID+"="+strconv.Itoa(sl.id))
+	if recycleAt > 0 {
+		cmd.Env = append(cmd.Env, envMaxJobs+"="+strconv.FormatUint(recycleAt, 10))
+	}
 	if s.opts.ReusePort {
 		cmd.Env = append(cmd.Env, envReusePort+"="+s.addr)
 	}
@@ -296,19 +302,16 @@ func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
 	}
 	p := &proc{
-		slot:     sl,
-		pid:      cmd.Process.Pid,
-		cmd:      cmd,
-		control:  controlW,
-		started:  time.Now(),
-		replaces: replaces,
-		why:      why,
+		slot:      sl,
+		pid:       cmd.Process.Pid,
+		cmd:       cmd,
+		control:   controlW,
+		started:   time.Now(),
+		why:       why,
+		recycleAt: recycleAt,
 	}
-	p.recycleAt = s.opts.MaxJobs
-	if s.opts.MaxJobsJitter > 0 {
-		p.recycleAt += rand.Uint64N(s.opts.MaxJobsJitter + 1)
-	}
-	if replaces != nil {
+	replacing := sl.cur
+	if why != "" {
 		sl.next = p
 	} else {
 		sl.cur = p
@@ -316,7 +319,7 @@ func (s *Supervisor) spawn(sl *slot, replaces *proc, why Reason) error {
 	s.procs[p] = struct{}{}
 	s.wg.Add(1)
 	go s.watch(p, reportR)
-	s.opts.Logger.Info("worker started", "worker", sl.id, "pid", p.pid, "replacing", pidOf(replaces), "why", string(why))
+	s.opts.Logger.Info("worker started", "worker", sl.id, "pid", p.pid, "replacing", pidOf(replacing), "why", string(why))
 	if h := s.opts.Hooks.Spawn; h != nil {
 		h(Worker{ID: sl.id, PID: p.pid})
 	}
@@ -408,11 +411,12 @@ func (s *Supervisor) ready(p *proc) {
 		s.stop(p, ReasonShutdown)
 		return
 	}
-	if old := p.replaces; old != nil {
-		p.replaces = nil
-		sl.next = nil
-		sl.cur = p
-		s.stop(old, p.why)
+	if sl.next == p {
+		old := sl.cur
+		sl.next, sl.cur = nil, p
+		if old != nil { // nil if it died while p was starting
+			s.stop(old, p.why)
+		}
 		if p.why == ReasonReload {
 			s.nextReload()
 		}
@@ -453,8 +457,12 @@ func (s *Supervisor) exited(p *proc, err error) error {
 	case sl.next == p:
 		// A replacement died before taking over: the old worker keeps serving.
 		sl.next = nil
-		if p.replaces != nil && p.replaces.recycleAt > 0 {
-			p.replaces.recycleAt = p.replaces.status.Handled + s.opts.MaxJobs
+		if cur := sl.cur; cur != nil && cur.recycleAt > 0 {
+			cur.recycleAt = cur.status.Handled + s.opts.MaxJobs // try again later
+		}
+		if sl.cur == nil { // the worker it was to replace died meanwhile
+			sl.respawnAt = time.Now().Add(s.backoff(sl.crashes))
+			sl.crashes++
 		}
 		if p.why == ReasonReload && !s.stopping {
 			log.Error("reload aborted: new worker failed to start; old workers keep serving",
@@ -463,8 +471,8 @@ func (s *Supervisor) exited(p *proc, err error) error {
 		}
 	case sl.cur == p:
 		sl.cur = nil
-		if s.stopping || p.stopReason == ReasonScale {
-			break
+		if s.stopping || p.stopReason == ReasonScale || sl.next != nil {
+			break // nothing to start, or a replacement already starting takes over
 		}
 		if !s.everReady {
 			return fmt.Errorf("%w: worker %d (pid %d): %s", ErrBoot, sl.id, p.pid, p.fatalOr(err))
@@ -579,8 +587,8 @@ func (s *Supervisor) check(now time.Time) error {
 
 func (s *Supervisor) respawnDue(now time.Time) {
 	for _, sl := range s.slots {
-		if sl.cur == nil && !now.Before(sl.respawnAt) {
-			if err := s.spawn(sl, nil, ""); err != nil {
+		if sl.cur == nil && sl.next == nil && !now.Before(sl.respawnAt) {
+			if err := s.spawn(sl, ""); err != nil {
 				s.opts.Logger.Error("respawn failed", "worker", sl.id, "err", err)
 				sl.respawnAt = now.Add(s.backoff(sl.crashes + 1))
 			}
@@ -595,7 +603,7 @@ func (s *Supervisor) maybeRecycle(p *proc) {
 		return
 	}
 	s.opts.Logger.Info("recycling worker", "worker", sl.id, "pid", p.pid, "handled", p.status.Handled)
-	if err := s.spawn(sl, p, ReasonRecycle); err != nil {
+	if err := s.spawn(sl, ReasonRecycle); err != nil {
 		s.opts.Logger.Error("recycle failed", "worker", sl.id, "err", err)
 	}
 }
@@ -629,7 +637,7 @@ func (s *Supervisor) nextReload() {
 			sl.next.why = ReasonReload
 			return
 		}
-		if err := s.spawn(sl, sl.cur, ReasonReload); err != nil {
+		if err := s.spawn(sl, ReasonReload); err != nil {
 			s.opts.Logger.Error("reload aborted", "worker", sl.id, "err", err)
 			s.reload = nil
 		}
@@ -655,7 +663,7 @@ func (s *Supervisor) scale(delta int) {
 		sl := &slot{id: len(s.slots) + 1}
 		s.slots = append(s.slots, sl)
 		s.opts.Logger.Info("adding worker", "worker", sl.id, "workers", len(s.slots))
-		if err := s.spawn(sl, nil, ""); err != nil {
+		if err := s.spawn(sl, ""); err != nil {
 			s.opts.Logger.Error("scale up failed", "worker", sl.id, "err", err)
 			sl.respawnAt = time.Now().Add(s.backoff(1))
 		}
@@ -669,6 +677,9 @@ func (s *Supervisor) scale(delta int) {
 				s.stop(p, ReasonScale)
 			}
 		}
+	}
+	if delta < 0 {
+		s.opts.Logger.Warn("not removing the last worker")
 	}
 }
 

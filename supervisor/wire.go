@@ -20,6 +20,7 @@ const (
 const (
 	envWorkerID  = "FORKWATCH_WORKER_ID"
 	envReusePort = "FORKWATCH_REUSEPORT_ADDR"
+	envMaxJobs   = "FORKWATCH_MAX_JOBS"
 )
 
 // Frame types on the report pipe. A frame is one type byte, a big-endian

@@ -86,6 +86,9 @@ type Options struct {
 	Linger time.Duration
 	// Name is the Server header; empty sends none.
 	Name string
+	// MaxRequests, if set, closes the channel Full returns once this many
+	// requests have finished, so the worker can ask to be recycled at once.
+	MaxRequests uint64
 }
 
 // Validate reports the first option that cannot work.
@@ -140,6 +143,8 @@ type Server struct {
 	srv      *fasthttp.Server
 	handled  atomic.Uint64
 	inflight inflight
+	max      uint64
+	full     chan struct{}
 	linger   time.Duration
 }
 
@@ -150,7 +155,7 @@ func New(routes Routes, opts Options) *Server {
 		panic(err)
 	}
 	opts.setDefaults()
-	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, linger: opts.Linger}
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{}), linger: opts.Linger}
 	if s.rec == nil {
 		s.rec = nopRecorder{}
 	}
@@ -220,8 +225,18 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, endpoint string, start time.Ti
 	}
 	slot.end(ctx.ID())
 	s.rec.Record(Method(ctx.Method()), endpoint, ctx.Response.StatusCode(), time.Since(start))
-	s.handled.Add(1)
+	s.count()
 }
+
+func (s *Server) count() {
+	if n := s.handled.Add(1); n == s.max {
+		close(s.full)
+	}
+}
+
+// Full is closed when Options.MaxRequests requests have finished; it never
+// closes without MaxRequests.
+func (s *Server) Full() <-chan struct{} { return s.full }
 
 // rejected answers and records a request fasthttp could not read or parse.
 func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
@@ -244,7 +259,7 @@ func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	// the request, which then says GET whatever was sent), so rejections
 	// are all OTHER: one series per status, and no label that lies.
 	s.rec.Record(MethodOther, Unmatched, status, time.Since(ctx.Time()))
-	s.handled.Add(1)
+	s.count()
 }
 
 func statusForError(err error) (int, string) {

@@ -69,31 +69,41 @@ func FreeAddr(t testing.TB, udp bool) string {
 }
 
 var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
+	buildMu  sync.Mutex
+	built    = map[string]string{}
+	buildDir string
 )
 
 // Webapp builds cmd/webapp once per test binary and returns its path.
 func Webapp(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	return Build(t, "./cmd/webapp")
+}
+
+// Build builds the main package at pkg (relative to the project root) once
+// per test binary and returns the binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin
+	}
+	if buildDir == "" {
 		dir, err := os.MkdirTemp("", "forkwatch-bin-")
 		if err != nil {
-			buildErr = err
-			return
+			t.Fatal(err)
 		}
-		buildBin = filepath.Join(dir, "webapp")
-		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/webapp")
-		cmd.Dir = Root(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/webapp: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		buildDir = dir
 	}
-	return buildBin
+	bin := filepath.Join(buildDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = Root(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	built[pkg] = bin
+	return bin
 }
 
 // Exporter starts statsd_exporter on free loopback ports.
@@ -155,9 +165,15 @@ type App struct {
 // probe request is counted.
 func StartApp(t testing.TB, workers int, args ...string) *App {
 	t.Helper()
+	return StartBinary(t, Webapp(t), workers, args...)
+}
+
+// StartBinary is StartApp for another binary built on package prefork.
+func StartBinary(t testing.TB, bin string, workers int, args ...string) *App {
+	t.Helper()
 	addr := FreeAddr(t, false)
 	all := append([]string{"-listen", addr, "-workers", strconv.Itoa(workers)}, args...)
-	a := StartAppArgs(t, addr, all...)
+	a := StartBinaryArgs(t, bin, addr, all...)
 	a.WaitLog(t, `msg="worker ready"`, workers, 30*time.Second)
 	return a
 }
@@ -166,7 +182,13 @@ func StartApp(t testing.TB, workers int, args ...string) *App {
 // It does not wait for readiness.
 func StartAppArgs(t testing.TB, addr string, args ...string) *App {
 	t.Helper()
-	cmd := exec.Command(Webapp(t), args...)
+	return StartBinaryArgs(t, Webapp(t), addr, args...)
+}
+
+// StartBinaryArgs is StartAppArgs for another binary.
+func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	a := &App{URL: "http://" + addr, Addr: addr, Cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = a.log

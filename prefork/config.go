@@ -1,4 +1,4 @@
-package main
+package prefork
 
 import (
 	"errors"
@@ -56,9 +56,9 @@ var errHelp = flag.ErrHelp
 
 // parseConfig reads args (without the program name) and the environment. A
 // flag given on the command line beats its environment variable.
-func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (*config, error) {
+func parseConfig(app App, args []string, getenv func(string) string, usageOut io.Writer) (*config, error) {
 	c := &config{}
-	fs := flag.NewFlagSet("webapp", flag.ContinueOnError)
+	fs := flag.NewFlagSet(app.Name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:5000", "`address` the workers serve (host:port)")
 	fs.IntVar(&c.workers, "workers", supervisor.DefaultWorkers, "worker processes")
@@ -95,7 +95,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			usage(fs, usageOut)
+			usage(app, fs, usageOut)
 			return nil, errHelp
 		}
 		return nil, err
@@ -182,18 +182,11 @@ func (c *config) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: c.logLevel}))
 }
 
-func usage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, `webapp: the forkwatch demo app: a supervisor and prefork fasthttp workers that
-send exact request metrics as DogStatsD to statsd_exporter.
-
-Usage:
-  webapp [flags]           serve (the supervisor re-executes itself for each worker)
-  webapp load [flags]      send a bounded burst of requests (webapp load -h)
-
-Routes: GET /test/ -> 200 "rest"; /test1/ -> 500 "runtime error: integer divide by zero";
-/test and /test1 -> 301 to the slash form; anything else -> 404.
-
-Signals to the supervisor: TERM/INT stop gracefully (twice: at once), HUP reloads
+func usage(app App, fs *flag.FlagSet, w io.Writer) {
+	if app.About != "" {
+		fmt.Fprintln(w, app.About)
+	}
+	fmt.Fprintf(w, `Signals to the supervisor: TERM/INT stop gracefully (twice: at once), HUP reloads
 the workers one at a time, TTIN adds a worker, TTOU removes one.
 
 Flags (each also from the environment variable shown):

@@ -1,0 +1,475 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"forkwatch/internal/stacktest"
+)
+
+var readyLine = regexp.MustCompile(`msg="worker ready" worker=\d+ pid=(\d+)`)
+
+// readyPIDs lists the PIDs the supervisor has logged as ready, in order.
+func readyPIDs(log string) []int {
+	var out []int
+	for _, m := range readyLine.FindAllStringSubmatch(log, -1) {
+		pid, _ := strconv.Atoi(m[1])
+		out = append(out, pid)
+	}
+	return out
+}
+
+func testApp(t *testing.T) string { return stacktest.Build(t, "./e2e/testdata/testapp") }
+
+var testOK = map[string]string{"endpoint": "/test/", "http_status": "200"}
+
+// TestKillWorkerUnderLoad: kill -9 one worker while clients send requests.
+// A replacement is ready quickly, the pool is whole again, no counter in the
+// exporter ever goes down, and the counts lost are at most what the dead
+// worker had not flushed.
+func TestKillWorkerUnderLoad(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 5, "-statsd-addr", exporter.StatsdAddr)
+	before := app.Workers()
+	if len(before) != 5 {
+		t.Fatalf("workers %v, want 5", before)
+	}
+	watch := watchCounters(t, exporter.URL)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	wait := startLoad(ctx, app.URL+"/test/", 8, 1_000_000)
+	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+		v := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "request_count", testOK)
+		return v > 1000, fmt.Sprintf("%v counted so far", v)
+	})
+
+	victim := before[0]
+	readyBefore := len(readyPIDs(app.Log()))
+	killed := time.Now()
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var respawn time.Duration
+	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+		pids := readyPIDs(app.Log())
+		if len(pids) > readyBefore {
+			respawn = time.Since(killed)
+			return true, ""
+		}
+		return false, "no new worker ready"
+	})
+	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+		now := app.Workers()
+		return len(now) == 5 && !slices.Contains(now, victim), fmt.Sprintf("workers %v (killed %d)", now, victim)
+	})
+	res := wait()
+	took := time.Since(start)
+
+	counted := settledSum(t, exporter.URL, "request_count", testOK)
+	histo := settledSum(t, exporter.URL, "request_latency_seconds_count", map[string]string{"endpoint": "/test/"})
+	decreases, scrapes := watch.result()
+	if len(decreases) > 0 {
+		t.Errorf("counters went down in %d of %d scrapes: %v", len(decreases), scrapes, decreases)
+	}
+	ok, failed := float64(res.ok.Load()), float64(res.failed.Load())
+	lost := ok - counted
+	// What the victim may not have flushed is bounded twice over: by what it
+	// handled at all (the requests answered minus what every other worker
+	// reports handling when the pool stops), and by what the whole pool
+	// handles in one client aggregation interval (200ms) plus one buffer
+	// flush interval (100ms), with margin.
+	app.Signal(syscall.SIGTERM)
+	select {
+	case <-app.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("supervisor did not stop")
+	}
+	others := 0
+	for pid, n := range handledPerWorker(app.Log()) {
+		if pid != victim {
+			others += n
+		}
+	}
+	victimHandled := ok + failed - float64(others)
+	bound := min(victimHandled, (ok+failed)/took.Seconds()*0.5)
+	if counted > ok+failed || lost > bound {
+		t.Errorf("responses ok %v, failed %v, counted %v: lost %v, want at most %.0f and no more counted than answered (victim handled %v)",
+			ok, failed, counted, lost, bound, victimHandled)
+	}
+	if histo != counted {
+		t.Errorf("latency count %v != request count %v", histo, counted)
+	}
+	if respawn > time.Second {
+		t.Logf("respawn took %s (over the 1 s the acceptance check holds)", respawn)
+	}
+	if restarts := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "crash"}); restarts != 1 {
+		t.Errorf("forkwatch_worker_restarts_total{reason=crash} = %v, want 1", restarts)
+	}
+	t.Logf("kill -9 under load: respawn ready after %s; %v ok, %v failed in %s; counted %v, lost %v (bound %.0f); %d scrapes, no decrease",
+		respawn.Round(time.Millisecond), ok, failed, took.Round(time.Millisecond), counted, lost, bound, scrapes)
+}
+
+// TestReloadUnderLoad: SIGHUP replaces every worker while clients send
+// requests: no request fails and every count arrives.
+func TestReloadUnderLoad(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 5, "-statsd-addr", exporter.StatsdAddr)
+	old := app.Workers()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := startLoad(ctx, app.URL+"/test/", 8, 1_000_000)
+	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+		v := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "request_count", testOK)
+		return v > 1000, fmt.Sprintf("%v counted so far", v)
+	})
+	hup := time.Now()
+	app.Signal(syscall.SIGHUP)
+	app.WaitLog(t, `msg="reload done"`, 1, 30*time.Second)
+	reloadTook := time.Since(hup)
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		now := app.Workers()
+		for _, p := range now {
+			if slices.Contains(old, p) {
+				return false, fmt.Sprintf("workers %v still include old ones %v", now, old)
+			}
+		}
+		return len(now) == 5, fmt.Sprintf("workers %v", now)
+	})
+	// Keep the load on the new workers for a moment, then stop it.
+	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+		return time.Since(hup) > reloadTook+500*time.Millisecond, ""
+	})
+	cancel()
+	res := wait()
+	if res.failed.Load() != 0 {
+		t.Errorf("requests failed during reload: %s", res)
+	}
+	counted := settledSum(t, exporter.URL, "request_count", testOK)
+	if counted != float64(res.ok.Load()) {
+		t.Errorf("exporter counted %v, clients got %d responses: %v lost", counted, res.ok.Load(), float64(res.ok.Load())-counted)
+	}
+	if n := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "reload"}); n != 5 {
+		t.Errorf("restarts with reason reload = %v, want 5", n)
+	}
+	t.Logf("SIGHUP under load: reload took %s; %s; counted %v", reloadTook.Round(time.Millisecond), res, counted)
+}
+
+// TestStopUnderLoad: SIGTERM while slow requests are in flight and clients
+// send more. The in-flight requests complete, every response is counted,
+// the supervisor exits 0 and no worker is left.
+func TestStopUnderLoad(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartBinary(t, testApp(t), 3, "-statsd-addr", exporter.StatsdAddr, "-grace", "10s")
+	workers := app.Workers()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wait := startLoad(ctx, app.URL+"/test/", 4, 1_000_000)
+
+	type slowResult struct {
+		status int
+		body   string
+		err    error
+	}
+	const slow = 3
+	slowDone := make(chan slowResult, slow)
+	for i := 0; i < slow; i++ {
+		go func() {
+			resp, err := http.Get(app.URL + "/slow/?ms=1500")
+			if err != nil {
+				slowDone <- slowResult{err: err}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			slowDone <- slowResult{status: resp.StatusCode, body: string(b)}
+		}()
+	}
+	app.WaitLog(t, "slow request started", slow, 5*time.Second)
+	app.Signal(syscall.SIGTERM)
+	for i := 0; i < slow; i++ {
+		r := <-slowDone
+		if r.err != nil || r.status != 200 || r.body != "slow" {
+			t.Errorf("in-flight request: %d %q %v, want 200 slow", r.status, r.body, r.err)
+		}
+	}
+	select {
+	case <-app.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("supervisor still running 15s after SIGTERM")
+	}
+	cancel()
+	res := wait()
+	if code := app.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("supervisor exit code %d, want 0", code)
+	}
+	for _, pid := range workers {
+		if processAlive(pid) {
+			t.Errorf("worker %d still running after the supervisor exited", pid)
+		}
+	}
+	counted := settledSum(t, exporter.URL, "request_count", testOK)
+	if counted != float64(res.ok.Load()) {
+		t.Errorf("exporter counted %v /test/ responses, clients got %d", counted, res.ok.Load())
+	}
+	slowCounted := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "request_count", map[string]string{"endpoint": "/slow/"})
+	if slowCounted != slow {
+		t.Errorf("slow requests counted %v, want %d", slowCounted, slow)
+	}
+	t.Logf("SIGTERM under load: %s (failures after the socket closed are refused connections); counted %v", res, counted)
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// TestHungWorker: a handler that really blocks forever. The worker's reports
+// show the stuck request growing older; after -hang-timeout the supervisor
+// kills the worker, logs the route, replaces it, and the restart is counted
+// with reason timeout.
+func TestHungWorker(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartBinary(t, testApp(t), 2, "-statsd-addr", exporter.StatsdAddr, "-hang-timeout", "1s")
+	sent := time.Now()
+	hung := make(chan error, 1)
+	go func() {
+		c := &http.Client{Timeout: 15 * time.Second}
+		_, err := c.Get(app.URL + "/hang/")
+		hung <- err
+	}()
+	app.WaitLog(t, `msg="worker hung: a job ran past the timeout; killing it"`, 1, 10*time.Second)
+	killedAfter := time.Since(sent)
+	if !strings.Contains(app.Log(), "job=/hang/") {
+		t.Errorf("kill log does not name the route /hang/:\n%s", app.Log())
+	}
+	app.WaitLog(t, `msg="worker ready"`, 3, 10*time.Second)
+	if err := <-hung; err == nil {
+		t.Error("the hung request got a response; its worker was killed")
+	}
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		n := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "timeout"})
+		return n == 1, fmt.Sprintf("restarts{reason=timeout} = %v", n)
+	})
+	// The pool still serves.
+	resp, err := http.Get(app.URL + "/test/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the kill: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	t.Logf("hung worker killed %s after its request started (timeout 1s)", killedAfter.Round(time.Millisecond))
+}
+
+// TestRecycle: -max-requests replaces workers as they reach it, several
+// times, with no failed request and every count in.
+func TestRecycle(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 2, "-statsd-addr", exporter.StatsdAddr, "-max-requests", "300", "-max-requests-jitter", "50")
+	const n = 3000
+	res := runLoad(context.Background(), app.URL+"/test/", 4, n)
+	if res.failed.Load() != 0 || res.ok.Load() != n {
+		t.Errorf("across recycles: %s, want %d ok", res, n)
+	}
+	counted := settledSum(t, exporter.URL, "request_count", testOK)
+	if counted != n {
+		t.Errorf("exporter counted %v, want %d", counted, n)
+	}
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "recycle"})
+		return r >= 3, fmt.Sprintf("recycles counted: %v, want at least 3", r)
+	})
+	t.Logf("%d requests over %d recycles: %s", n, strings.Count(app.Log(), `msg="recycling worker"`), res)
+}
+
+// TestStartupFailure: a worker whose start-up fails makes the supervisor
+// exit non-zero with the worker's error, quickly.
+func TestStartupFailure(t *testing.T) {
+	addr := stacktest.FreeAddr(t, false)
+	cmd := exec.Command(testApp(t), "-listen", addr, "-metrics=false")
+	cmd.Env = append(os.Environ(), "TESTAPP_FAIL=config file /etc/shop.yml: no such file")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	t.Cleanup(func() {
+		if cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	start := time.Now()
+	out, err := runWithTimeout(cmd, 10*time.Second)
+	if err == nil {
+		t.Fatalf("supervisor exited 0; output:\n%s", out)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	if !strings.Contains(out, "config file /etc/shop.yml: no such file") || !strings.Contains(out, "no worker became ready") {
+		t.Errorf("output does not carry the worker's error:\n%s", out)
+	}
+	t.Logf("start-up failure reported in %s", time.Since(start).Round(time.Millisecond))
+}
+
+func runWithTimeout(cmd *exec.Cmd, d time.Duration) (string, error) {
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return buf.String(), err
+	case <-time.After(d):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return buf.String(), fmt.Errorf("still running after %s", d)
+	}
+}
+
+// TestScaleSignals: SIGTTIN adds a worker, SIGTTOU removes one.
+func TestScaleSignals(t *testing.T) {
+	app := stacktest.StartApp(t, 2, "-metrics=false")
+	app.Signal(syscall.SIGTTIN)
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		return len(app.Workers()) == 3 && len(readyPIDs(app.Log())) == 3, fmt.Sprintf("workers %v", app.Workers())
+	})
+	// One signal at a time: a second one sent before the first is handled
+	// merges with it, as pending signals do.
+	for _, want := range []int{2, 1} {
+		app.Signal(syscall.SIGTTOU)
+		stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+			return len(app.Workers()) == want, fmt.Sprintf("workers %v, want %d", app.Workers(), want)
+		})
+	}
+	app.Signal(syscall.SIGTTOU) // one too many: the last worker stays
+	app.WaitLog(t, "not removing the last worker", 1, 5*time.Second)
+	if n := len(app.Workers()); n != 1 {
+		t.Errorf("after a third SIGTTOU %d workers, want 1", n)
+	}
+	resp, err := http.Get(app.URL + "/test/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("with one worker: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// TestSecondSignalForcesStop: with a request that will never finish, the
+// first SIGTERM waits for the grace period; a second one stops at once.
+func TestSecondSignalForcesStop(t *testing.T) {
+	app := stacktest.StartBinary(t, testApp(t), 1, "-metrics=false", "-grace", "60s", "-hang-timeout", "0")
+	go func() {
+		c := &http.Client{Timeout: 30 * time.Second}
+		if resp, err := c.Get(app.URL + "/hang/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	app.WaitLog(t, "hang request started", 1, 5*time.Second)
+	app.Signal(syscall.SIGTERM)
+	app.WaitLog(t, `msg="stopping workers"`, 1, 5*time.Second)
+	second := time.Now()
+	app.Signal(syscall.SIGTERM)
+	select {
+	case <-app.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after the second SIGTERM (grace is 60s)")
+	}
+	if !strings.Contains(app.Log(), "second stop signal") {
+		t.Errorf("the forced stop is not logged:\n%s", app.Log())
+	}
+	t.Logf("second SIGTERM stopped the pool in %s", time.Since(second).Round(time.Millisecond))
+}
+
+// TestSilentWorker: a worker that stops reporting at all (here: stopped with
+// SIGSTOP, so nothing in it runs) is killed after -report-timeout and
+// replaced.
+func TestSilentWorker(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 2, "-statsd-addr", exporter.StatsdAddr, "-report-timeout", "1s")
+	victim := app.Workers()[0]
+	stopped := time.Now()
+	if err := syscall.Kill(victim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	app.WaitLog(t, `msg="worker hung: no report within the timeout; killing it"`, 1, 10*time.Second)
+	killedAfter := time.Since(stopped)
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		now := app.Workers()
+		return len(now) == 2 && !slices.Contains(now, victim), fmt.Sprintf("workers %v (stopped %d)", now, victim)
+	})
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		n := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "timeout"})
+		return n == 1, fmt.Sprintf("restarts{reason=timeout} = %v", n)
+	})
+	t.Logf("silent worker killed %s after SIGSTOP (report timeout 1s)", killedAfter.Round(time.Millisecond))
+}
+
+// TestCrashLoopBacksOff: a slot whose worker keeps crashing right after it
+// starts is respawned with growing delays, and never given up.
+func TestCrashLoopBacksOff(t *testing.T) {
+	app := stacktest.StartBinary(t, testApp(t), 1, "-metrics=false")
+	client := &http.Client{Timeout: 5 * time.Second}
+	const crashes = 4
+	for i := 1; i <= crashes; i++ {
+		if resp, err := client.Get(app.URL + "/crash/"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("crash %d: got a response", i)
+		}
+		app.WaitLog(t, `msg="worker ready"`, i+1, 10*time.Second)
+	}
+	for _, want := range []string{"crashes=2 delay=100ms", "crashes=3 delay=200ms", "crashes=4 delay=400ms"} {
+		if !strings.Contains(app.Log(), want) {
+			t.Errorf("log lacks backoff %q:\n%s", want, app.Log())
+		}
+	}
+	resp, err := client.Get(app.URL + "/test/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after %d crashes: %v %v", crashes, resp, err)
+	}
+	resp.Body.Close()
+}
+
+// TestReusePort: with -reuseport every worker binds its own socket on the
+// same port; the kernel spreads new connections over them.
+func TestReusePort(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	app := stacktest.StartApp(t, 3, "-reuseport", "-statsd-addr", exporter.StatsdAddr)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	const n = 300
+	for i := 0; i < n; i++ {
+		if msg := check(client, app.URL, demoCase{path: "/test/", status: 200, body: "rest"}); msg != "" {
+			t.Fatal(msg)
+		}
+	}
+	if got := settledSum(t, exporter.URL, "request_count", testOK); got != n {
+		t.Errorf("counted %v, want %d", got, n)
+	}
+	app.Signal(syscall.SIGTERM)
+	<-app.Done()
+	busy := 0
+	for _, h := range handledPerWorker(app.Log()) {
+		if h > 0 {
+			busy++
+		}
+	}
+	if busy < 2 {
+		t.Errorf("handled per worker %v: want more than one worker serving", handledPerWorker(app.Log()))
+	}
+}
