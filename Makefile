@@ -5,7 +5,7 @@ GO ?= go
 RUN_DEPS  := prometheus
 TEST_DEPS := prometheus docker-compose chromium
 
-.PHONY: all build run test deps load verify vet
+.PHONY: all build run test deps load verify vet fuzz fuzz-short
 
 all: build
 
@@ -20,9 +20,12 @@ APP_ADDR        ?= 127.0.0.1:5000
 STATSD_ADDR     ?= 127.0.0.1:9125
 EXPORTER_ADDR   ?= 127.0.0.1:9102
 PROMETHEUS_ADDR ?= 127.0.0.1:9090
+# STATSD_UNIXGRAM=/path/x.sock: metrics over a Unix datagram socket (mode 0660)
+# instead of UDP; the exporter then listens on no network port for them.
+STATSD_UNIXGRAM ?=
 run: build
 	@scripts/deps.sh $(RUN_DEPS)
-	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR)
+	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR) $(if $(STATSD_UNIXGRAM),-statsd-unixgram $(STATSD_UNIXGRAM))
 
 vet:
 	$(GO) vet ./...
@@ -30,6 +33,7 @@ vet:
 test: build vet
 	@scripts/deps.sh $(TEST_DEPS)
 	$(GO) test -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory fuzz-short
 
 # The first hour, against a running `make run`: `make load` records the
 # totals, sends a bounded load over the demo routes and saves what it sent in
@@ -43,3 +47,18 @@ load: build
 
 verify: build
 	./bin/webapp verify -prometheus http://$(PROMETHEUS_ADDR) -record $(LOAD_RECORD)
+
+# Fuzz targets (package:name). Their seed corpora run in every `go test`;
+# `make test` also fuzzes each for FUZZ_SHORT, `make fuzz` for FUZZTIME.
+FUZZ_TARGETS := ./statsd:FuzzSanitizeTagValue ./worker:FuzzMux ./worker:FuzzPattern ./worker:FuzzMethod
+FUZZ_SHORT   ?= 3s
+FUZZTIME     ?= 2m
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; \
+	  echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)

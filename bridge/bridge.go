@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,8 +56,13 @@ type Config struct {
 	// DefaultStatsdAddr.
 	StatsdAddr string
 	// Unixgram, if set, is a Unix datagram socket path the exporter also
-	// listens on, with file mode 0660.
+	// listens on, with file mode 0660: only the owner and group may send.
+	// A stale socket left by an exporter that died is removed first.
 	Unixgram string
+	// UnixgramOnly turns the UDP and TCP listeners off, so that with
+	// Unixgram set metrics never touch the network and file permissions
+	// decide who can write them.
+	UnixgramOnly bool
 	// ExporterAddr is the exporter's web address. Default DefaultExporterAddr.
 	ExporterAddr string
 	// PrometheusAddr is Prometheus's web address. Default
@@ -105,7 +111,9 @@ type Process struct {
 	Name string
 	// URL is the base URL of its web interface.
 	URL string
-	// StatsdAddr is where an exporter receives DogStatsD over UDP.
+	// StatsdAddr is where an exporter receives DogStatsD, in the form
+	// webapp's -statsd-addr takes: host:port (UDP), or unixgram:///path when
+	// it listens on a Unix socket alone.
 	StatsdAddr string
 	cmd        *exec.Cmd
 	done       chan struct{}
@@ -161,14 +169,31 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 			"rmem_max", max, "want", ReadBuffer, "fix", fmt.Sprintf("sudo sysctl -w net.core.rmem_max=%d", ReadBuffer))
 	}
 	args := ExporterFlags(cfg.StatsdAddr, cfg.ExporterAddr, filepath.Join(cfg.Root, "mapping.yml"))
+	if cfg.UnixgramOnly && cfg.Unixgram == "" {
+		return nil, errors.New("bridge: UnixgramOnly needs a Unixgram path")
+	}
 	if cfg.Unixgram != "" {
+		if err := removeStaleSocket(cfg.Unixgram); err != nil {
+			return nil, err
+		}
 		args = append(args, "--statsd.listen-unixgram="+cfg.Unixgram, "--statsd.unixsocket-mode=660")
+		if cfg.UnixgramOnly {
+			// The exporter reads "" as off (it rejects a repeated flag).
+			for i, a := range args {
+				if strings.HasPrefix(a, "--statsd.listen-udp=") || strings.HasPrefix(a, "--statsd.listen-tcp=") {
+					args[i] = a[:strings.IndexByte(a, '=')+1]
+				}
+			}
+		}
 	}
 	p, err := start(ctx, cfg, "statsd_exporter", bin, args, "http://"+cfg.ExporterAddr, "/metrics")
 	if err != nil {
 		return nil, err
 	}
 	p.StatsdAddr = cfg.StatsdAddr
+	if cfg.UnixgramOnly {
+		p.StatsdAddr = "unixgram://" + cfg.Unixgram
+	}
 	return p, nil
 }
 
@@ -262,6 +287,30 @@ func waitHTTP(ctx context.Context, p *Process, url string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// removeStaleSocket removes path if it is a Unix socket nobody receives on:
+// the exporter refuses to start when its socket path exists, and one that
+// was killed leaves it behind. A live socket or any other file is an error.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge: unixgram socket: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("bridge: unixgram path %s exists and is not a socket", path)
+	}
+	if c, err := net.Dial("unixgram", path); err == nil {
+		c.Close()
+		return fmt.Errorf("bridge: unixgram socket %s is in use by another process", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("bridge: remove stale unixgram socket: %w", err)
+	}
+	return nil
 }
 
 func readRmemMax() (int, error) {

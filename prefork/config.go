@@ -40,6 +40,7 @@ type config struct {
 	maxHeaderBytes int
 	maxBodyBytes   int
 	maxConns       int
+	linger         time.Duration
 }
 
 // envPrefix prefixes every flag's environment variable: -statsd-addr is
@@ -79,6 +80,7 @@ func parseConfig(app App, args []string, getenv func(string) string, usageOut io
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", worker.DefaultMaxHeaderBytes, "largest request line plus headers (larger: 431)")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", worker.DefaultMaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&c.maxConns, "max-conns", worker.DefaultMaxConns, "most connections one worker serves at once")
+	fs.DurationVar(&c.linger, "linger", worker.DefaultLinger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -172,6 +174,7 @@ func (c *config) workerOptions() worker.Options {
 		MaxHeaderBytes: c.maxHeaderBytes,
 		MaxBodyBytes:   c.maxBodyBytes,
 		MaxConns:       c.maxConns,
+		Linger:         c.linger,
 	}
 }
 

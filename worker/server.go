@@ -4,7 +4,8 @@
 // status and latency to a Recorder.
 //
 // Requests that fasthttp rejects before any handler runs (400, 408, 413, 431)
-// are recorded too, under the endpoint label Unmatched. Label values come
+// are recorded too, under the endpoint label Unmatched and the method label
+// MethodOther. Label values come
 // from fixed sets: the route templates of a Routes, Unmatched, and the
 // standard HTTP methods or OTHER.
 //
@@ -52,6 +53,7 @@ const (
 	DefaultMaxHeaderBytes = 8 << 10
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultMaxConns       = 10000
+	DefaultLinger         = time.Second
 )
 
 // Options configure a Server. Zero values take the defaults above.
@@ -72,8 +74,16 @@ type Options struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request body; larger gets 413.
 	MaxBodyBytes int
-	// MaxConns bounds the connections this worker serves at once.
+	// MaxConns bounds the connections this worker serves at once; fasthttp
+	// answers one more with 503 and closes it (not recorded: it never
+	// reaches the middleware).
 	MaxConns int
+	// Linger is how long a connection closed after an error response (400,
+	// 413, 431) keeps reading and discarding what the client still sends,
+	// so that the kernel delivers the response instead of resetting the
+	// connection (see lingerConn). At most MaxLingerBytes are read. Negative:
+	// close at once. Timed-out connections (408) never linger.
+	Linger time.Duration
 	// Name is the Server header; empty sends none.
 	Name string
 	// MaxRequests, if set, closes the channel Full returns once this many
@@ -83,6 +93,7 @@ type Options struct {
 
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
+	// Linger may be negative: it means off.
 	for _, d := range []time.Duration{o.ReadTimeout, o.WriteTimeout, o.IdleTimeout} {
 		if d < 0 {
 			return errors.New("worker: timeouts must not be negative")
@@ -119,6 +130,9 @@ func (o *Options) setDefaults() {
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns
 	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
 }
 
 // Server serves one Routes with the recording middleware.
@@ -131,6 +145,7 @@ type Server struct {
 	inflight inflight
 	max      uint64
 	full     chan struct{}
+	linger   time.Duration
 }
 
 // New returns a Server for routes. It panics if opts do not Validate; check
@@ -140,7 +155,7 @@ func New(routes Routes, opts Options) *Server {
 		panic(err)
 	}
 	opts.setDefaults()
-	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{})}
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{}), linger: opts.Linger}
 	if s.rec == nil {
 		s.rec = nopRecorder{}
 	}
@@ -164,7 +179,12 @@ func New(routes Routes, opts Options) *Server {
 }
 
 // Serve serves ln until Shutdown; it returns nil after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if s.linger > 0 {
+		ln = lingerListener{Listener: ln, linger: s.linger}
+	}
+	return s.srv.Serve(ln)
+}
 
 // Shutdown stops accepting, lets in-flight requests finish and closes idle
 // connections. If ctx ends first it returns ctx.Err() with requests still
@@ -221,13 +241,24 @@ func (s *Server) Full() <-chan struct{} { return s.full }
 // rejected answers and records a request fasthttp could not read or parse.
 func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, io.EOF) {
-		// The client connected and closed without sending a byte: there is
-		// no request to answer or count.
+		// The client closed its side in the middle of a request (one that
+		// closes before sending a byte never gets here). Like net/http,
+		// answer nothing and count nothing; closing now stops fasthttp from
+		// writing the empty 200 it would send after this handler.
+		_ = ctx.Conn().Close()
 		return
 	}
 	status, msg := statusForError(err)
 	ctx.Error(msg, status)
-	s.rec.Record(Method(ctx.Method()), Unmatched, status, time.Since(ctx.Time()))
+	if status != fasthttp.StatusRequestTimeout {
+		// Unread request bytes may be left: let the response get through.
+		// A client that timed out is slow by definition; not worth waiting.
+		armLinger(ctx.Conn())
+	}
+	// The method is not known reliably here (a failed body read resets
+	// the request, which then says GET whatever was sent), so rejections
+	// are all OTHER: one series per status, and no label that lies.
+	s.rec.Record(MethodOther, Unmatched, status, time.Since(ctx.Time()))
 	s.count()
 }
 
@@ -246,8 +277,12 @@ func statusForError(err error) (int, string) {
 	}
 }
 
+// MethodOther is the method label of every method outside the standard set,
+// and of requests rejected before routing (400, 408, 413, 431).
+const MethodOther = "OTHER"
+
 // Method maps a request method to its label: the standard methods as they
-// are, anything else OTHER.
+// are, anything else MethodOther.
 func Method(m []byte) string {
 	switch string(m) { // the compiler does not allocate for this conversion
 	case fasthttp.MethodGet:
@@ -269,7 +304,7 @@ func Method(m []byte) string {
 	case fasthttp.MethodTrace:
 		return fasthttp.MethodTrace
 	}
-	return "OTHER"
+	return MethodOther
 }
 
 type nopRecorder struct{}

@@ -91,9 +91,9 @@ func TestServerRecords(t *testing.T) {
 		{"POST /panic-value/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "500", "boom", "POST /panic-value/ 500"},
 		{"BREW /ok HTTP/1.1\r\nHost: x\r\n\r\n", "301", "", "OTHER /ok 301"},
 		{"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n", "404", "Not Found", "GET unmatched 404"},
-		{"GET /ok/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", "431", "Request Header Fields Too Large", "GET unmatched 431"},
-		{"POST /ok/ HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n" + strings.Repeat("b", 17), "413", "Request Entity Too Large", "POST unmatched 413"},
-		{"GET /ok/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", "400", "Bad Request", "GET unmatched 400"},
+		{"GET /ok/ HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", "431", "Request Header Fields Too Large", "OTHER unmatched 431"},
+		{"POST /ok/ HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n" + strings.Repeat("b", 17), "413", "Request Entity Too Large", "OTHER unmatched 413"},
+		{"GET /ok/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", "400", "Bad Request", "OTHER unmatched 400"},
 	} {
 		status, body := raw(t, ln, tc.req)
 		if status != tc.status || (tc.body != "" && body != tc.body) {

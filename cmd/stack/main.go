@@ -30,6 +30,7 @@ func run() int {
 	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
 	appAddr := fs.String("app", "127.0.0.1:5000", "webapp listen `address`")
 	statsdAddr := fs.String("statsd", bridge.DefaultStatsdAddr, "exporter DogStatsD `address` (UDP and TCP)")
+	unixgram := fs.String("statsd-unixgram", "", "send DogStatsD over a Unix datagram socket at `path` (mode 0660) instead; the exporter then has no UDP/TCP listener")
 	exporterAddr := fs.String("exporter", bridge.DefaultExporterAddr, "exporter web `address`")
 	promAddr := fs.String("prometheus", bridge.DefaultPrometheusAddr, "Prometheus web `address`")
 	webapp := fs.String("webapp", "bin/webapp", "webapp `binary`")
@@ -68,6 +69,13 @@ func run() int {
 		StatsdAddr: *statsdAddr, ExporterAddr: *exporterAddr, PrometheusAddr: *promAddr,
 		Stdout: os.Stdout, Stderr: os.Stderr, Logger: log,
 	}
+	if *unixgram != "" {
+		if cfg.Unixgram, err = filepath.Abs(*unixgram); err != nil {
+			log.Error("statsd-unixgram", "err", err)
+			return 1
+		}
+		cfg.UnixgramOnly = true
+	}
 	exporter, err := bridge.StartExporter(ctx, cfg)
 	if err != nil {
 		log.Error("start exporter", "err", err)
@@ -81,7 +89,7 @@ func run() int {
 	}
 	defer stop(log, prom)
 
-	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", *statsdAddr)
+	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", exporter.StatsdAddr)
 	app.Stdout, app.Stderr = os.Stdout, os.Stderr
 	if err := app.Start(); err != nil {
 		log.Error("start webapp", "err", err)
@@ -96,9 +104,10 @@ forkwatch is up:
   app                 http://%[1]s/test/   (also /test1/, /test, /test1)
   exporter metrics    %[2]s/metrics
   Prometheus          %[3]s/graph?g0.expr=%[4]s&g0.tab=1
+  metrics travel to   %[5]s
 Ctrl-C stops everything.
 
-`, *appAddr, exporter.URL, prom.URL, query)
+`, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr)
 
 	code := 0
 	select {
