@@ -64,6 +64,13 @@ func run() int {
 		log.Error("dir", "err", err)
 		return 1
 	}
+	// Each run starts Prometheus afresh: the exporter starts from zero too,
+	// and a previous run's series would stay visible (no staleness markers
+	// across a Prometheus restart) and add to every sum for five minutes.
+	if err := os.RemoveAll(promDir); err != nil {
+		log.Error("clear Prometheus data", "dir", promDir, "err", err)
+		return 1
+	}
 	cfg := bridge.Config{
 		Root: *root, Dir: promDir,
 		StatsdAddr: *statsdAddr, ExporterAddr: *exporterAddr, PrometheusAddr: *promAddr,
