@@ -33,6 +33,7 @@ type config struct {
 	silentAfter time.Duration
 	maxRequests uint64
 	maxJitter   uint64
+	adminAddr   string
 
 	readTimeout    time.Duration
 	writeTimeout   time.Duration
@@ -79,6 +80,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", worker.DefaultMaxHeaderBytes, "largest request line plus headers (larger: 431)")
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", worker.DefaultMaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&c.maxConns, "max-conns", worker.DefaultMaxConns, "most connections one worker serves at once")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "loopback `address` of the supervisor's admin endpoint (GET /audit, for webapp audit); empty: off")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -130,6 +132,9 @@ func (c *config) validate() error {
 	}
 	if c.silentAfter > 0 && c.silentAfter <= 2*c.reportEvery {
 		return fmt.Errorf("-report-timeout %s: must be more than twice -report-interval (%s)", c.silentAfter, c.reportEvery)
+	}
+	if err := checkAdminAddr(c.adminAddr); err != nil {
+		return err
 	}
 	if c.metrics {
 		if err := checkStatsdAddr(c.statsdAddr); err != nil {
@@ -186,6 +191,7 @@ send exact request metrics as DogStatsD to statsd_exporter.
 Usage:
   webapp [flags]           serve (the supervisor re-executes itself for each worker)
   webapp load [flags]      send a bounded burst of requests (webapp load -h)
+  webapp audit [flags]     compare what the workers served with what Prometheus saw (webapp audit -h)
 
 Routes: GET /test/ -> 200 "rest"; /test1/ -> 500 "runtime error: integer divide by zero";
 /test and /test1 -> 301 to the slash form; anything else -> 404.

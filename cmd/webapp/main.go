@@ -16,6 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"forkwatch/audit"
 	"forkwatch/statsd"
 	"forkwatch/supervisor"
 	"forkwatch/worker"
@@ -31,6 +32,8 @@ func run(args []string) int {
 		switch args[0] {
 		case "load":
 			return runLoad(args[1:])
+		case "audit":
+			return runAudit(args[1:])
 		}
 	}
 	cfg, err := parseConfig(args, os.Getenv, os.Stdout)
@@ -102,6 +105,13 @@ func supervise(cfg *config, log *slog.Logger) error {
 			}
 		}
 	}
+	ledger := audit.NewLedger(cfg.appName, time.Now())
+	hooks = withLedger(hooks, ledger, log)
+	stopAdmin, err := serveAdmin(cfg.adminAddr, ledger, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	hang, silent := cfg.hangTimeout, cfg.silentAfter
 	if hang == 0 {
 		hang = -1
@@ -145,8 +155,11 @@ func serveWorker(cfg *config, log *slog.Logger) error {
 	}
 	opts := cfg.workerOptions()
 	opts.Logger = log
+	var totals *totalsSender
 	if metrics != nil {
-		opts.Recorder = metrics
+		// The tally counts on its own, for `webapp audit`.
+		totals = &totalsSender{tally: &audit.Tally{}, child: child, log: log}
+		opts.Recorder = worker.Tee(metrics, totals.tally)
 	}
 	srv := worker.New(routes(), opts)
 	ln, err := child.Listener()
@@ -161,6 +174,7 @@ func serveWorker(cfg *config, log *slog.Logger) error {
 
 	report := func() error {
 		p := srv.Progress()
+		totals.send()
 		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
 	}
 	tick := time.NewTicker(cfg.reportEvery)
