@@ -5,7 +5,7 @@ GO ?= go
 RUN_DEPS  := prometheus
 TEST_DEPS := prometheus docker-compose
 
-.PHONY: all build run test deps load vet
+.PHONY: all build run test deps load vet bench
 
 all: build
 
@@ -35,3 +35,12 @@ test: build vet
 LOAD_N ?= 2000
 load: build
 	./bin/webapp load -url http://$(APP_ADDR) -n $(LOAD_N) -c 8
+
+# make bench: no metrics vs forkwatch vs the Python original (../shared/peers/
+# seed-flask) under wrk, exact counts at saturation with hey, the middleware's
+# Go benchmarks; prints the tables and writes BENCHMARKS.md (a few minutes).
+# Installs wrk, hey, uwsgi and Flask. BENCH_FLAGS are passed to bin/bench
+# (bin/bench -h). Run it as `flock /tmp/forkwatch-ports.lock make bench`.
+BENCH_FLAGS ?=
+bench:
+	scripts/bench.sh $(BENCH_FLAGS)
