@@ -496,7 +496,8 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 // satRun is one accounting-at-saturation run.
 type satRun struct {
 	load                 loadResult
-	counted, histCounted float64 // exporter deltas
+	counted, histCounted float64 // exporter deltas of the series hey hits
+	otherSeries          float64 // request_count delta of the app's other series
 	udpPackets           float64
 	drops                map[string]float64 // exporter drop counters' deltas
 	rcvbufErrors         int64              // kernel, machine-wide
@@ -521,15 +522,25 @@ var dropCounters = []string{
 	"statsd_exporter_lines_invalid_total",
 }
 
+// satSeries selects the series the saturation runs hit (label text as the
+// exporter writes it: names sorted).
+const satSeries = `app_name="webapp",endpoint="/test/"`
+
 // saturate sends exactly o.satN requests as fast as hey can and compares the
 // responses with what the exporter counted.
 func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	var s satRun
-	read := func() (rc, hist, udp float64, drops map[string]float64, err error) {
-		if rc, err = scrapeSum(t.exporter.URL, "request_count", `app_name="webapp"`); err != nil {
+	read := func() (rc, hist, all, udp float64, drops map[string]float64, err error) {
+		// Only the series hey hits: a connection that wrk cut mid-request
+		// earlier is answered 408 under "unmatched" when its read timeout
+		// ends, which may fall inside this run.
+		if rc, err = scrapeSum(t.exporter.URL, "request_count", satSeries); err != nil {
 			return
 		}
-		if hist, err = scrapeSum(t.exporter.URL, "request_latency_seconds_count", `app_name="webapp"`); err != nil {
+		if hist, err = scrapeSum(t.exporter.URL, "request_latency_seconds_count", satSeries); err != nil {
+			return
+		}
+		if all, err = scrapeSum(t.exporter.URL, "request_count", `app_name="webapp"`); err != nil {
 			return
 		}
 		udp, _ = scrapeSum(t.exporter.URL, "statsd_exporter_udp_packets_total", "")
@@ -542,7 +553,7 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	if err := settle(ctx, t, -1); err != nil {
 		return s, err
 	}
-	rc0, h0, u0, d0, err := read()
+	rc0, h0, a0, u0, d0, err := read()
 	if err != nil {
 		return s, err
 	}
@@ -558,11 +569,12 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	if err := settle(ctx, t, rc0+float64(s.load.Requests)); err != nil {
 		return s, err
 	}
-	rc1, h1, u1, d1, err := read()
+	rc1, h1, a1, u1, d1, err := read()
 	if err != nil {
 		return s, err
 	}
 	s.counted, s.histCounted, s.udpPackets = rc1-rc0, h1-h0, u1-u0
+	s.otherSeries = (a1 - a0) - s.counted
 	s.drops = map[string]float64{}
 	for k, v := range d1 {
 		s.drops[k] = v - d0[k]
@@ -578,7 +590,7 @@ func settle(ctx context.Context, t *target, want float64) error {
 	deadline := time.Now().Add(30 * time.Second)
 	last, since := -1.0, time.Now()
 	for time.Now().Before(deadline) {
-		v, err := scrapeSum(t.exporter.URL, "request_count", `app_name="webapp"`)
+		v, err := scrapeSum(t.exporter.URL, "request_count", satSeries)
 		if err != nil {
 			return err
 		}
