@@ -263,7 +263,7 @@ func (r *report) markdown() string {
 		}
 	}
 	if f.OthersBusy > 0.05 || median(others) > 0.1 {
-		fmt.Fprintf(&b, "\n**Shared machine**: other processes (not part of this benchmark) kept %.0f%% of the %d CPUs busy in the 3 s before the run and a median %.2f CPUs during the measurements (column \"other load\"). Absolute figures are lower and noisier than on an idle machine; the ratios compare systems measured in the same rounds, in rotating order.\n",
+		fmt.Fprintf(&b, "\n**Shared machine**: other processes (not part of this benchmark) kept %.0f%% of the %d CPUs busy in the 3 s before the run and a median %.2f CPUs during the measurements (column \"other load\"). Absolute figures are lower and noisier than on an idle machine; the ratios compare systems measured in the same rounds, in alternating order, with the no-metrics baseline and the product always measured back to back.\n",
 			100*f.OthersBusy, f.CPUs, median(others))
 	}
 	b.WriteString("\nEverything runs on 127.0.0.1: the load generator, the systems under test, their exporters and Prometheus share the same CPUs.\n")
