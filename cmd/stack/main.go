@@ -33,6 +33,7 @@ func run() int {
 	exporterAddr := fs.String("exporter", bridge.DefaultExporterAddr, "exporter web `address`")
 	promAddr := fs.String("prometheus", bridge.DefaultPrometheusAddr, "Prometheus web `address`")
 	webapp := fs.String("webapp", "bin/webapp", "webapp `binary`")
+	adminAddr := fs.String("admin", "127.0.0.1:5050", "the supervisor's admin `address` for `webapp audit` (empty: off)")
 	dir := fs.String("dir", ".run", "`directory` for Prometheus's config and data")
 	root := fs.String("root", ".", "project `root` (mapping.yml, prometheus.yml)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -81,7 +82,7 @@ func run() int {
 	}
 	defer stop(log, prom)
 
-	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", *statsdAddr)
+	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", *statsdAddr, "-admin-addr", *adminAddr)
 	app.Stdout, app.Stderr = os.Stdout, os.Stderr
 	if err := app.Start(); err != nil {
 		log.Error("start webapp", "err", err)
@@ -96,9 +97,10 @@ forkwatch is up:
   app                 http://%[1]s/test/   (also /test1/, /test, /test1)
   exporter metrics    %[2]s/metrics
   Prometheus          %[3]s/graph?g0.expr=%[4]s&g0.tab=1
+  accounting audit    %[5]s
 Ctrl-C stops everything.
 
-`, *appAddr, exporter.URL, prom.URL, query)
+`, *appAddr, exporter.URL, prom.URL, query, auditHint(*webapp, prom.URL, *adminAddr))
 
 	code := 0
 	select {
@@ -127,6 +129,14 @@ Ctrl-C stops everything.
 		<-appDone
 	}
 	return code
+}
+
+// auditHint is the command that audits this stack, for the banner.
+func auditHint(webapp, promURL, adminAddr string) string {
+	if adminAddr == "" {
+		return "off (-admin)"
+	}
+	return fmt.Sprintf("%s audit -prometheus %s -admin http://%s", webapp, promURL, adminAddr)
 }
 
 func stop(log *slog.Logger, p *bridge.Process) {
