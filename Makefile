@@ -5,7 +5,7 @@ GO ?= go
 RUN_DEPS  := prometheus
 TEST_DEPS := prometheus docker-compose chromium
 
-.PHONY: all build run test deps load verify vet fuzz fuzz-short
+.PHONY: all build run test deps load verify vet fuzz fuzz-short bench
 
 all: build
 
@@ -62,3 +62,12 @@ fuzz:
 
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
+
+# make bench: no metrics vs forkwatch vs the Python original (../shared/peers/
+# seed-flask) under wrk, exact counts at saturation with hey, the middleware's
+# Go benchmarks; prints the tables and writes BENCHMARKS.md (a few minutes).
+# Installs wrk, hey, uwsgi and Flask. BENCH_FLAGS are passed to bin/bench
+# (bin/bench -h). Run it as `flock /tmp/forkwatch-ports.lock make bench`.
+BENCH_FLAGS ?=
+bench:
+	scripts/bench.sh $(BENCH_FLAGS)

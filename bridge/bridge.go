@@ -55,6 +55,8 @@ type Config struct {
 	// StatsdAddr is the exporter's DogStatsD address, UDP and TCP. Default
 	// DefaultStatsdAddr.
 	StatsdAddr string
+	// Mapping is the exporter's mapping file. Default Root/mapping.yml.
+	Mapping string
 	// Unixgram, if set, is a Unix datagram socket path the exporter also
 	// listens on, with file mode 0660: only the owner and group may send.
 	// A stale socket left by an exporter that died is removed first.
@@ -168,7 +170,11 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 		cfg.Logger.Warn("net.core.rmem_max is below the exporter's read buffer: the kernel will cap it and bursts may be dropped",
 			"rmem_max", max, "want", ReadBuffer, "fix", fmt.Sprintf("sudo sysctl -w net.core.rmem_max=%d", ReadBuffer))
 	}
-	args := ExporterFlags(cfg.StatsdAddr, cfg.ExporterAddr, filepath.Join(cfg.Root, "mapping.yml"))
+	mapping := cfg.Mapping
+	if mapping == "" {
+		mapping = filepath.Join(cfg.Root, "mapping.yml")
+	}
+	args := ExporterFlags(cfg.StatsdAddr, cfg.ExporterAddr, mapping)
 	if cfg.UnixgramOnly && cfg.Unixgram == "" {
 		return nil, errors.New("bridge: UnixgramOnly needs a Unixgram path")
 	}

@@ -33,6 +33,7 @@ type config struct {
 	silentAfter time.Duration
 	maxRequests uint64
 	maxJitter   uint64
+	adminAddr   string
 
 	readTimeout    time.Duration
 	writeTimeout   time.Duration
@@ -81,6 +82,7 @@ func parseConfig(app App, args []string, getenv func(string) string, usageOut io
 	fs.IntVar(&c.maxBodyBytes, "max-body-bytes", worker.DefaultMaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&c.maxConns, "max-conns", worker.DefaultMaxConns, "most connections one worker serves at once")
 	fs.DurationVar(&c.linger, "linger", worker.DefaultLinger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "loopback `address` of the supervisor's admin endpoint (GET /audit, for webapp audit); empty: off")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -132,6 +134,9 @@ func (c *config) validate() error {
 	}
 	if c.silentAfter > 0 && c.silentAfter <= 2*c.reportEvery {
 		return fmt.Errorf("-report-timeout %s: must be more than twice -report-interval (%s)", c.silentAfter, c.reportEvery)
+	}
+	if err := checkAdminAddr(c.adminAddr); err != nil {
+		return err
 	}
 	if c.metrics {
 		if err := checkStatsdAddr(c.statsdAddr); err != nil {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"time"
 
+	"forkwatch/audit"
 	"forkwatch/statsd"
 	"forkwatch/supervisor"
 	"forkwatch/worker"
@@ -98,6 +99,13 @@ func supervise(cfg *config, log *slog.Logger) error {
 			}
 		}
 	}
+	ledger := audit.NewLedger(cfg.appName, time.Now())
+	hooks = withLedger(hooks, ledger, log)
+	stopAdmin, err := serveAdmin(cfg.adminAddr, ledger, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	hang, silent := cfg.hangTimeout, cfg.silentAfter
 	if hang == 0 {
 		hang = -1
@@ -142,8 +150,11 @@ func serveWorker(app App, cfg *config, log *slog.Logger) error {
 	opts := cfg.workerOptions()
 	opts.Logger = log
 	opts.MaxRequests = child.MaxJobs()
+	var totals *totalsSender
 	if metrics != nil {
-		opts.Recorder = metrics
+		// The tally counts on its own, for `webapp audit`.
+		totals = &totalsSender{tally: &audit.Tally{}, child: child, log: log}
+		opts.Recorder = worker.Tee(metrics, totals.tally)
 	}
 	routes, err := app.Routes()
 	if err != nil {
@@ -162,6 +173,7 @@ func serveWorker(app App, cfg *config, log *slog.Logger) error {
 
 	report := func() error {
 		p := srv.Progress()
+		totals.send()
 		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
 	}
 	tick := time.NewTicker(cfg.reportEvery)

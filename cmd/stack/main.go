@@ -34,6 +34,7 @@ func run() int {
 	exporterAddr := fs.String("exporter", bridge.DefaultExporterAddr, "exporter web `address`")
 	promAddr := fs.String("prometheus", bridge.DefaultPrometheusAddr, "Prometheus web `address`")
 	webapp := fs.String("webapp", "bin/webapp", "webapp `binary`")
+	adminAddr := fs.String("admin", "127.0.0.1:5050", "the supervisor's admin `address` for `webapp audit` (empty: off)")
 	dir := fs.String("dir", ".run", "`directory` for Prometheus's config and data")
 	root := fs.String("root", ".", "project `root` (mapping.yml, prometheus.yml)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -96,7 +97,7 @@ func run() int {
 	}
 	defer stop(log, prom)
 
-	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", exporter.StatsdAddr)
+	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr)
 	app.Stdout, app.Stderr = os.Stdout, os.Stderr
 	if err := app.Start(); err != nil {
 		log.Error("start webapp", "err", err)
@@ -112,9 +113,10 @@ forkwatch is up:
   exporter metrics    %[2]s/metrics
   Prometheus          %[3]s/graph?g0.expr=%[4]s&g0.tab=1
   metrics travel to   %[5]s
+  accounting audit    %[6]s
 Ctrl-C stops everything.
 
-`, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr)
+`, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(*webapp, prom.URL, *adminAddr))
 
 	code := 0
 	select {
@@ -143,6 +145,14 @@ Ctrl-C stops everything.
 		<-appDone
 	}
 	return code
+}
+
+// auditHint is the command that audits this stack, for the banner.
+func auditHint(webapp, promURL, adminAddr string) string {
+	if adminAddr == "" {
+		return "off (-admin)"
+	}
+	return fmt.Sprintf("%s audit -prometheus %s -admin http://%s", webapp, promURL, adminAddr)
 }
 
 func stop(log *slog.Logger, p *bridge.Process) {

@@ -39,6 +39,8 @@ func run(args []string) int {
 			return runLoad(args[1:], os.Stdout, os.Stderr)
 		case "verify":
 			return runVerify(args[1:], os.Stdout, os.Stderr)
+		case "audit":
+			return runAudit(args[1:])
 		}
 	}
 	return prefork.Main(prefork.App{Name: "webapp", About: about, Routes: routes}, args)

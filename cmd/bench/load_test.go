@@ -1,0 +1,103 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// Outputs captured from wrk 4 and hey on Debian.
+const wrkOut = `Running 1s test @ http://127.0.0.1:19501/test/
+  2 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   389.03us  553.69us   9.46ms   95.71%
+    Req/Sec    14.75k     2.82k   22.42k    72.73%
+  Latency Distribution
+     50%  298.00us
+     75%  468.00us
+     90%  692.00us
+     99%    2.16ms
+  32291 requests in 1.10s, 3.70MB read
+Requests/sec:  29366.96
+Transfer/sec:      3.36MB
+`
+
+const wrkErrOut = `Running 5s test @ http://127.0.0.1:15102/test/
+  2 threads and 50 connections
+  Latency Distribution
+     50%   12.39ms
+     75%   18.96ms
+     90%   24.06ms
+     99%   39.82ms
+  16380 requests in 5.02s, 1.28MB read
+  Socket errors: connect 0, read 16368, write 0, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:   3264.45
+`
+
+const heyOut = `
+Summary:
+  Total:	0.2283 secs
+  Requests/sec:	8759.1465
+
+Response time histogram:
+  0.000 [1]	|
+  0.001 [1113]	|■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■
+
+Latency distribution:
+  10% in 0.0002 secs
+  50% in 0.0009 secs
+  99% in 0.0038 secs
+
+Status code distribution:
+  [200]	1990 responses
+  [500]	10 responses
+
+Error distribution:
+  [20]	Get "http://127.0.0.1:19599/": dial tcp 127.0.0.1:19599: connect: connection refused
+  [3]	Get "http://127.0.0.1:19599/": context deadline exceeded
+`
+
+func TestParseLoad(t *testing.T) {
+	tests := []struct {
+		name  string
+		parse func(string) (loadResult, error)
+		out   string
+		want  loadResult
+	}{
+		{"wrk", parseWrk, wrkOut, loadResult{Requests: 32291, ReqPerSec: 29366.96, P50: 298 * time.Microsecond,
+			P99: 2160 * time.Microsecond, Took: 1100 * time.Millisecond}},
+		{"wrk with errors", parseWrk, wrkErrOut, loadResult{Requests: 16380, Non2xx: 7, Errors: 16370, ReqPerSec: 3264.45,
+			P50: 12390 * time.Microsecond, P99: 39820 * time.Microsecond, Took: 5020 * time.Millisecond}},
+		{"hey", parseHey, heyOut, loadResult{Requests: 2000, Non2xx: 10, Errors: 23, ReqPerSec: 8759.1465,
+			P50: 900 * time.Microsecond, P99: 3800 * time.Microsecond, Took: 228300 * time.Microsecond}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.parse(tc.out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Output = ""
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused"); err == nil {
+		t.Error("parseWrk accepted output without a request count")
+	}
+	if _, err := parseHey(""); err == nil {
+		t.Error("parseHey accepted empty output")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,685 @@
+// Command bench is what `make bench` runs (through scripts/bench.sh): it
+// measures, side by side in one run on loopback, the webapp with metrics off
+// (the baseline), forkwatch with metrics on (the product: statsd_exporter and
+// Prometheus started through the bridge package) and the Python original
+// under uwsgi with its own exporter and Prometheus; then it sends exact
+// request counts at saturation and compares them with the exporter's; then it
+// runs the middleware's Go benchmarks. It prints the tables and writes them,
+// with the machine's facts and the exact commands, to BENCHMARKS.md.
+//
+// Load comes from wrk (throughput, latency) and hey (exact request counts).
+// CPU time comes from /proc/<pid>/stat, RSS from /proc/<pid>/status, UDP
+// packets from the exporter's statsd_exporter_udp_packets_total.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"forkwatch/audit"
+	"forkwatch/bridge"
+)
+
+// options are bench's flags.
+type options struct {
+	root, seed, out, webapp string
+	rounds                  int
+	duration, warmup        time.Duration
+	threads, conns          int
+	workers                 int
+	satN, satRuns, satConns int
+	goBench                 bool
+	ports                   ports
+}
+
+// ports are the loopback addresses used; none is one of `make run`'s.
+type ports struct {
+	baseline, product, original                 string
+	productStatsd, productExporter, productProm string
+	seedStatsd, seedExporter, seedProm          string
+	admin                                       string
+}
+
+func main() {
+	os.Exit(mainErr())
+}
+
+func mainErr() int {
+	o := options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.root, "root", ".", "project `root`")
+	fs.StringVar(&o.seed, "seed", "../shared/peers/seed-flask", "`directory` of the Python original (app.py, mapping.yml)")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown `file` to write")
+	fs.StringVar(&o.webapp, "webapp", "bin/webapp", "webapp `binary`")
+	fs.IntVar(&o.rounds, "rounds", 6, "throughput rounds; each measures all three, in alternating order")
+	fs.DurationVar(&o.duration, "duration", 6*time.Second, "wrk run length per measurement")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured wrk run before each measurement")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.conns, "conns", 50, "wrk connections")
+	fs.IntVar(&o.workers, "workers", 5, "worker processes, for forkwatch and for uwsgi")
+	fs.IntVar(&o.satN, "sat-n", 200000, "requests per accounting-at-saturation run")
+	fs.IntVar(&o.satRuns, "sat-runs", 3, "accounting-at-saturation runs")
+	fs.IntVar(&o.satConns, "sat-conns", 50, "hey connections at saturation")
+	fs.BoolVar(&o.goBench, "gobench", true, "also run the middleware's Go benchmarks")
+	fs.StringVar(&o.ports.baseline, "baseline-addr", "127.0.0.1:5100", "baseline webapp `address`")
+	fs.StringVar(&o.ports.product, "product-addr", "127.0.0.1:5101", "forkwatch webapp `address`")
+	fs.StringVar(&o.ports.original, "original-addr", "127.0.0.1:5102", "Python original `address`")
+	fs.StringVar(&o.ports.productStatsd, "product-statsd", "127.0.0.1:9225", "forkwatch's exporter DogStatsD `address`")
+	fs.StringVar(&o.ports.productExporter, "product-exporter", "127.0.0.1:9202", "forkwatch's exporter web `address`")
+	fs.StringVar(&o.ports.productProm, "product-prometheus", "127.0.0.1:9190", "forkwatch's Prometheus `address`")
+	fs.StringVar(&o.ports.seedStatsd, "original-statsd", "127.0.0.1:9226", "the original's exporter DogStatsD `address`")
+	fs.StringVar(&o.ports.seedExporter, "original-exporter", "127.0.0.1:9203", "the original's exporter web `address`")
+	fs.StringVar(&o.ports.seedProm, "original-prometheus", "127.0.0.1:9191", "the original's Prometheus `address`")
+	fs.StringVar(&o.ports.admin, "admin-addr", "127.0.0.1:5150", "forkwatch's admin endpoint `address` (for the audit)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if o.rounds < 1 || o.satRuns < 0 || o.satN < 1 || o.duration < time.Second || o.workers < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds and -workers must be >= 1, -duration >= 1s, -sat-n >= 1, -sat-runs >= 0")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := benchmark(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// target is one of the three systems under load.
+type target struct {
+	name     string
+	url      string // the URL wrk and hey hit
+	master   int    // the supervisor's or uwsgi master's PID; workers are its children
+	exporter *bridge.Process
+	prom     *bridge.Process
+	commands []string
+}
+
+// measurement is one wrk run against one target.
+type measurement struct {
+	load                             loadResult
+	workersCPU, exporterCPU, promCPU time.Duration
+	othersCPU                        time.Duration // busy CPU of everything else on the machine
+	window                           time.Duration // wall time between the CPU readings
+	rssMax, rssAvg                   int64
+	workers                          int
+	udpPackets                       float64
+}
+
+func (m measurement) per100k(d time.Duration) float64 {
+	if m.load.Requests == 0 {
+		return 0
+	}
+	return d.Seconds() / float64(m.load.Requests) * 1e5
+}
+
+func benchmark(ctx context.Context, o options) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	started := time.Now().UTC()
+	for _, tool := range []string{"wrk", "hey", "uwsgi", "prometheus"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not installed (scripts/bench.sh installs it)", tool)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(o.seed, "app.py")); err != nil {
+		return fmt.Errorf("the Python original: %w (set -seed)", err)
+	}
+	for _, a := range []string{o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
+		o.ports.productProm, o.ports.seedExporter, o.ports.seedProm, o.ports.admin} {
+		if l, err := net.Listen("tcp", a); err != nil {
+			return fmt.Errorf("address %s is busy (another bench or stack running?): %w", a, err)
+		} else {
+			l.Close()
+		}
+	}
+	fmt.Println("measuring the machine's idle load for 3s ...")
+	mf := facts(o.root)
+	fmt.Printf("%d CPUs (%s), kernel %s, %s; load %s; others kept %.0f%% of the CPUs busy\n",
+		mf.CPUs, mf.CPUModel, mf.Kernel, mf.GoVersion, mf.LoadAvg, 100*mf.OthersBusy)
+
+	rep := &report{started: started, facts: mf, opts: o}
+	if o.goBench {
+		fmt.Println("go benchmarks of the middleware ...")
+		args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", "./worker/"}
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = o.root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		rep.goBench, rep.goBenchCmd = string(out), "go "+strings.Join(args, " ")
+		fmt.Print(rep.goBench)
+	}
+
+	tmp, err := os.MkdirTemp("", "forkwatch-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	// The three systems, all started before any measurement and left idle
+	// while the others are measured.
+	base, stopBase, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-metrics=false")
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopBase)
+
+	pexp, pprom, cmds, err := startBridge(ctx, o, tmp, "product", filepath.Join(o.root, "mapping.yml"),
+		o.ports.productStatsd, o.ports.productExporter, o.ports.productProm, log)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = pprom.Stop(15 * time.Second) }, func() { _ = pexp.Stop(10 * time.Second) })
+	prod, stopProd, err := startWebapp(ctx, o, tmp, "forkwatch", o.ports.product,
+		"-statsd-addr", o.ports.productStatsd, "-admin-addr", o.ports.admin)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopProd)
+	prod.exporter, prod.prom = pexp, pprom
+	prod.commands = append(cmds, prod.commands...)
+
+	sexp, sprom, cmds, err := startBridge(ctx, o, tmp, "original", filepath.Join(o.seed, "mapping.yml"),
+		o.ports.seedStatsd, o.ports.seedExporter, o.ports.seedProm, log)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = sprom.Stop(15 * time.Second) }, func() { _ = sexp.Stop(10 * time.Second) })
+	orig, stopOrig, err := startUwsgi(ctx, o, tmp)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, stopOrig)
+	orig.exporter, orig.prom = sexp, sprom
+	orig.commands = append(cmds, orig.commands...)
+
+	targets := []*target{base, prod, orig}
+	rep.targets = targets
+	rep.results = make([][]measurement, len(targets))
+	for r := 0; r < o.rounds; r++ {
+		// The baseline and the product run back to back, so the machine's
+		// other load is alike for the ratio between them; which of the two
+		// goes first, and whether the original goes before or after them,
+		// alternates.
+		order := []int{0, 1, 2}
+		if r%2 == 1 {
+			order = []int{2, 1, 0}
+		}
+		for _, k := range order {
+			t := targets[k]
+			fmt.Printf("round %d/%d: %s ...\n", r+1, o.rounds, t.name)
+			m, err := measure(ctx, o, t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			fmt.Printf("  %.0f req/s, p50 %s, p99 %s, %d non-2xx, %d errors\n",
+				m.load.ReqPerSec, m.load.P50, m.load.P99, m.load.Non2xx, m.load.Errors)
+			rep.results[k] = append(rep.results[k], m)
+		}
+	}
+	rep.wrkCmd = "wrk " + strings.Join(wrkArgs(o.threads, o.conns, o.duration, "<url>/test/"), " ")
+
+	for i := 0; i < o.satRuns; i++ {
+		fmt.Printf("accounting at saturation %d/%d: %d requests ...\n", i+1, o.satRuns, o.satN)
+		s, err := saturate(ctx, o, prod)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  %d responses at %.0f req/s: request_count +%.0f, latency count +%.0f: lost %d, duplicated %d\n",
+			s.load.Requests, s.load.ReqPerSec, s.counted, s.histCounted, s.lost(), s.duplicated())
+		rep.sat = append(rep.sat, s)
+	}
+	rep.heyCmd = fmt.Sprintf("hey -n %d -c %d %s/test/", o.satN, o.satConns, "http://"+o.ports.product)
+
+	fmt.Println("audit: the workers' ledger against Prometheus ...")
+	ar, err := audit.Wait(ctx, &audit.Prometheus{URL: pprom.URL}, "http://"+o.ports.admin, 60*time.Second, time.Second)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	rep.audit = ar
+	ar.Print(os.Stdout)
+
+	// Stop everything before writing, so the webapp's own shutdown line
+	// (metric send errors) is in its log.
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	cleanups = nil
+	rep.sendErrors = sendErrors(filepath.Join(tmp, "forkwatch.log"))
+
+	text := rep.markdown()
+	fmt.Println()
+	fmt.Print(rep.tables())
+	if err := os.WriteFile(o.out, []byte(text), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s (took %s)\n", o.out, time.Since(started).Round(time.Second))
+	return nil
+}
+
+// startBridge starts an exporter (with the given mapping) and a Prometheus
+// that scrapes it, with forkwatch's own flags and config.
+func startBridge(ctx context.Context, o options, tmp, name, mapping, statsdAddr, exporterAddr, promAddr string,
+	log *slog.Logger) (*bridge.Process, *bridge.Process, []string, error) {
+	cfg := bridge.Config{
+		Root: o.root, Dir: filepath.Join(tmp, name+"-prometheus"), Mapping: mapping,
+		StatsdAddr: statsdAddr, ExporterAddr: exporterAddr, PrometheusAddr: promAddr, Logger: log,
+	}
+	exp, err := bridge.StartExporter(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	prom, err := bridge.StartPrometheus(ctx, cfg)
+	if err != nil {
+		_ = exp.Stop(5 * time.Second)
+		return nil, nil, nil, err
+	}
+	cmds := []string{
+		"statsd_exporter " + strings.Join(bridge.ExporterFlags(statsdAddr, exporterAddr, mapping), " "),
+		"prometheus (bridge.StartPrometheus: the project's prometheus.yml, scrape every 2s) on " + promAddr,
+	}
+	return exp, prom, cmds, nil
+}
+
+// startWebapp starts bin/webapp with its workers on addr, output to a log
+// file, and waits until it answers.
+func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra ...string) (*target, func(), error) {
+	args := append([]string{"-listen", addr, "-workers", fmt.Sprint(o.workers), "-log-level", "warn"}, extra...)
+	logName := "baseline.log"
+	if name == "forkwatch" {
+		logName = "forkwatch.log"
+	}
+	logf, err := os.Create(filepath.Join(tmp, logName))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(o.webapp, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", o.webapp, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGTERM, done) }
+	t := &target{name: name, url: "http://" + addr + "/test/", master: cmd.Process.Pid,
+		commands: []string{o.webapp + " " + strings.Join(args, " ")}}
+	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, stop, nil
+}
+
+// startUwsgi starts the Python original the way its README says: uwsgi,
+// five workers, --http-socket, metrics to its own exporter.
+func startUwsgi(ctx context.Context, o options, tmp string) (*target, func(), error) {
+	host, port, _ := net.SplitHostPort(o.ports.seedStatsd)
+	args := []string{"--plugins", "http,python3", "--master", "--processes", fmt.Sprint(o.workers),
+		"--http-socket", o.ports.original, "--wsgi-file", "app.py", "--callable", "app", "--disable-logging"}
+	env := []string{"METRICS=1", "STATSD_HOST=" + host, "STATSD_PORT=" + port}
+	logf, err := os.Create(filepath.Join(tmp, "uwsgi.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command("uwsgi", args...)
+	cmd.Dir = o.seed
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start uwsgi: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	// uwsgi treats SIGTERM as "reload"; SIGINT stops it.
+	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGINT, done) }
+	t := &target{name: "Python original", url: "http://" + o.ports.original + "/test/", master: cmd.Process.Pid,
+		commands: []string{"cd " + abs(o.seed) + " && " + strings.Join(env, " ") + " uwsgi " + strings.Join(args, " ")}}
+	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
+		stop()
+		b, _ := os.ReadFile(filepath.Join(tmp, "uwsgi.log"))
+		return nil, nil, fmt.Errorf("Python original: %w\n%s", err, b)
+	}
+	return t, stop, nil
+}
+
+// stopGroup signals pid, waits up to 20s for it, then kills its process
+// group (its workers).
+func stopGroup(pid int, sig syscall.Signal, done <-chan struct{}) {
+	_ = syscall.Kill(pid, sig)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// waitReady polls url until it answers 200 and master has all its workers.
+func waitReady(ctx context.Context, url string, done <-chan struct{}, workers, master int) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && len(children(master)) >= workers {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return errors.New("exited before it was ready")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within 60s", url)
+		}
+	}
+}
+
+// measure runs one unmeasured warm-up and one measured wrk run against t.
+func measure(ctx context.Context, o options, t *target) (measurement, error) {
+	var m measurement
+	if _, _, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.warmup, t.url)...); err != nil {
+		return m, err
+	}
+	// Let the warm-up's metrics drain (flush interval, exporter queue)
+	// before the counters are read.
+	if err := sleep(ctx, time.Second); err != nil {
+		return m, err
+	}
+	workers := children(t.master)
+	m.workers = len(workers)
+	cpu := func() (w, e, p time.Duration) {
+		w = cpuOf(workers)
+		if t.exporter != nil {
+			e = cpuOf([]int{t.exporter.PID()})
+		}
+		if t.prom != nil {
+			p = cpuOf([]int{t.prom.PID()})
+		}
+		return
+	}
+	udp := func() float64 {
+		if t.exporter == nil {
+			return 0
+		}
+		v, _ := scrapeSum(t.exporter.URL, "statsd_exporter_udp_packets_total", "")
+		return v
+	}
+	w0, e0, p0 := cpu()
+	u0 := udp()
+	busy0, t0 := machineBusy(), time.Now()
+
+	rss := map[int]int64{}
+	stopRSS := make(chan struct{})
+	rssDone := make(chan struct{})
+	go func() {
+		defer close(rssDone)
+		tk := time.NewTicker(500 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopRSS:
+				return
+			case <-tk.C:
+				for _, p := range workers {
+					if r := rssBytes(p); r > rss[p] {
+						rss[p] = r
+					}
+				}
+			}
+		}
+	}()
+	out, genCPU, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.duration, t.url)...)
+	close(stopRSS)
+	<-rssDone
+	if err != nil {
+		return m, err
+	}
+	if err := sleep(ctx, time.Second); err != nil { // the same drain as before
+		return m, err
+	}
+	w1, e1, p1 := cpu()
+	busy1 := machineBusy()
+	m.window = time.Since(t0)
+	m.load, err = parseWrk(out)
+	if err != nil {
+		return m, err
+	}
+	m.load.CPU = genCPU
+	m.workersCPU, m.exporterCPU, m.promCPU = w1-w0, e1-e0, p1-p0
+	m.udpPackets = udp() - u0
+	m.othersCPU = (busy1 - busy0) - (m.workersCPU + m.exporterCPU + m.promCPU + genCPU)
+	if m.othersCPU < 0 {
+		m.othersCPU = 0
+	}
+	var sum int64
+	for _, r := range rss {
+		sum += r
+		if r > m.rssMax {
+			m.rssMax = r
+		}
+	}
+	if len(rss) > 0 {
+		m.rssAvg = sum / int64(len(rss))
+	}
+	if got := len(children(t.master)); got != m.workers {
+		return m, fmt.Errorf("%d workers before the run, %d after: a worker died", m.workers, got)
+	}
+	return m, nil
+}
+
+// satRun is one accounting-at-saturation run.
+type satRun struct {
+	load                 loadResult
+	counted, histCounted float64 // exporter deltas of the series hey hits
+	otherSeries          float64 // request_count delta of the app's other series
+	udpPackets           float64
+	drops                map[string]float64 // exporter drop counters' deltas
+	rcvbufErrors         int64              // kernel, machine-wide
+}
+
+func (s satRun) responses() float64 { return float64(s.load.Requests) }
+func (s satRun) lost() int64        { return int64(max(0, s.responses()-s.counted)) }
+func (s satRun) duplicated() int64  { return int64(max(0, s.counted-s.responses())) }
+func (s satRun) histLost() int64    { return int64(max(0, s.responses()-s.histCounted)) }
+func (s satRun) histDup() int64     { return int64(max(0, s.histCounted-s.responses())) }
+func (s satRun) exact() bool {
+	return s.load.Errors == 0 && s.lost() == 0 && s.duplicated() == 0 && s.histLost() == 0 && s.histDup() == 0
+}
+
+// dropCounters are the exporter's counters of input it could not use.
+var dropCounters = []string{
+	"statsd_exporter_udp_packet_drops_total",
+	"statsd_exporter_events_error_total",
+	"statsd_exporter_events_conflict_total",
+	"statsd_exporter_sample_errors_total",
+	"statsd_exporter_tag_errors_total",
+	"statsd_exporter_lines_invalid_total",
+}
+
+// satSeries selects the series the saturation runs hit (label text as the
+// exporter writes it: names sorted).
+const satSeries = `app_name="webapp",endpoint="/test/"`
+
+// saturate sends exactly o.satN requests as fast as hey can and compares the
+// responses with what the exporter counted.
+func saturate(ctx context.Context, o options, t *target) (satRun, error) {
+	var s satRun
+	read := func() (rc, hist, all, udp float64, drops map[string]float64, err error) {
+		// Only the series hey hits: a connection that wrk cut mid-request
+		// earlier is answered 408 under "unmatched" when its read timeout
+		// ends, which may fall inside this run.
+		if rc, err = scrapeSum(t.exporter.URL, "request_count", satSeries); err != nil {
+			return
+		}
+		if hist, err = scrapeSum(t.exporter.URL, "request_latency_seconds_count", satSeries); err != nil {
+			return
+		}
+		if all, err = scrapeSum(t.exporter.URL, "request_count", `app_name="webapp"`); err != nil {
+			return
+		}
+		udp, _ = scrapeSum(t.exporter.URL, "statsd_exporter_udp_packets_total", "")
+		drops = map[string]float64{}
+		for _, d := range dropCounters {
+			drops[d], _ = scrapeSum(t.exporter.URL, d, "")
+		}
+		return
+	}
+	if err := settle(ctx, t, -1); err != nil {
+		return s, err
+	}
+	rc0, h0, a0, u0, d0, err := read()
+	if err != nil {
+		return s, err
+	}
+	k0 := udpRcvbufErrors()
+	out, cpu, err := run(ctx, "hey", "-n", fmt.Sprint(o.satN), "-c", fmt.Sprint(o.satConns), t.url)
+	if err != nil {
+		return s, err
+	}
+	if s.load, err = parseHey(out); err != nil {
+		return s, err
+	}
+	s.load.CPU = cpu
+	if err := settle(ctx, t, rc0+float64(s.load.Requests)); err != nil {
+		return s, err
+	}
+	rc1, h1, a1, u1, d1, err := read()
+	if err != nil {
+		return s, err
+	}
+	s.counted, s.histCounted, s.udpPackets = rc1-rc0, h1-h0, u1-u0
+	s.otherSeries = (a1 - a0) - s.counted
+	s.drops = map[string]float64{}
+	for k, v := range d1 {
+		s.drops[k] = v - d0[k]
+	}
+	s.rcvbufErrors = udpRcvbufErrors() - k0
+	return s, nil
+}
+
+// settle waits until the exporter's request_count has reached want (if >= 0)
+// and then not changed for a second, at most 30s: the workers flush every
+// 200ms, so a second without change means nothing is on the way.
+func settle(ctx context.Context, t *target, want float64) error {
+	deadline := time.Now().Add(30 * time.Second)
+	last, since := -1.0, time.Now()
+	for time.Now().Before(deadline) {
+		v, err := scrapeSum(t.exporter.URL, "request_count", satSeries)
+		if err != nil {
+			return err
+		}
+		if v != last {
+			last, since = v, time.Now()
+		}
+		if v >= want && time.Since(since) >= time.Second {
+			return nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil // the comparison will show what is missing
+}
+
+// scrapeSum adds up the samples of metric name on an exporter whose label
+// text contains labels.
+func scrapeSum(baseURL, name, labels string) (float64, error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(baseURL + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("scrape %s: %w", baseURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("scrape %s: %w", baseURL, err)
+	}
+	var total float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		series, value, ok := cutLast(line, ' ')
+		if !ok {
+			continue
+		}
+		metric, lbls, _ := strings.Cut(series, "{")
+		if metric != name || !strings.Contains(lbls, labels) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+func cutLast(s string, sep byte) (string, string, bool) {
+	i := strings.LastIndexByte(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// sendErrors reads the webapp's log for the metric send errors its workers
+// reported at exit.
+func sendErrors(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown (no log)"
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "metric send errors") || strings.Contains(l, "sending metrics failed") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return "none logged"
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "; ")
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"forkwatch/audit"
+)
+
+// runAudit compares the supervisor's ledger (-admin) with the raw
+// request_count samples in Prometheus (-prometheus) and prints, per series,
+// served, seen by Prometheus and missing. Exit 0: all match; 1: some count is
+// missing (or extra) or a source could not be read; 2: bad usage.
+func runAudit(args []string) int {
+	fs := flag.NewFlagSet("webapp audit", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	promURL := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus base `URL`")
+	adminURL := fs.String("admin", "http://127.0.0.1:5050", "the supervisor's admin endpoint `URL` (its -admin-addr)")
+	wait := fs.Duration("wait", 15*time.Second, "while some count is missing, check again every second for this long (0: once)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Println(`webapp audit: compare what the workers served (the supervisor's ledger, -admin-addr) with
+what Prometheus saw (raw request_count samples since the pool started, counter resets
+and exporter restarts included). Exit 1 if any series is missing counts.`)
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "webapp audit: %v (see webapp audit -h)\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 || *wait < 0 {
+		fmt.Fprintln(os.Stderr, "webapp audit: takes only -prometheus, -admin and -wait (>= 0) (see webapp audit -h)")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *wait+time.Minute)
+	defer cancel()
+	r, err := audit.Wait(ctx, &audit.Prometheus{URL: *promURL}, *adminURL, *wait, time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webapp audit: %v\n", err)
+		return 1
+	}
+	r.Print(os.Stdout)
+	if !r.OK() {
+		fmt.Printf("MISMATCH: %d served, %d seen by Prometheus, %d missing\n", r.Served, r.Seen, r.Missing)
+		return 1
+	}
+	fmt.Printf("exact: %d served, %d seen by Prometheus\n", r.Served, r.Seen)
+	return 0
+}

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"forkwatch/audit"
+	"forkwatch/bridge"
+	"forkwatch/internal/stacktest"
+	"forkwatch/statsd"
+)
+
+// TestAuditSeesExporterRestart runs the accounting audit against the whole
+// system: it must report nothing missing after normal traffic, and report
+// the counts sent while the exporter was down, on their series, after the
+// exporter comes back on the same addresses.
+func TestAuditSeesExporterRestart(t *testing.T) {
+	exporter := stacktest.Exporter(t)
+	prom := stacktest.Prometheus(t, exporter.URL)
+	adminAddr := stacktest.FreeAddr(t, false)
+	app := stacktest.StartApp(t, 3, "-statsd-addr", exporter.StatsdAddr, "-admin-addr", adminAddr)
+	adminURL := "http://" + adminAddr
+	p := &audit.Prometheus{URL: prom.URL}
+	ctx := context.Background()
+
+	ok200 := audit.Key{Method: "GET", Endpoint: "/test/", Status: 200}
+	err500 := audit.Key{Method: "GET", Endpoint: "/test1/", Status: 500}
+
+	// N: normal traffic; the audit must find every count.
+	sendPaced(t, app.URL+"/test/", 300, 0)
+	sendPaced(t, app.URL+"/test1/", 100, 0)
+	// The ledger has them after a worker's next report; Prometheus after a
+	// flush and a scrape.
+	var r audit.Report
+	var err error
+	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
+		r, err = audit.Check(ctx, p, adminURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Served == 400 && r.Seen >= 400, printed(r)
+	})
+	if !r.OK() || r.Served != 400 || r.Row(ok200).Served != 300 || r.Row(err500).Served != 100 {
+		t.Fatalf("after 400 requests with the exporter up, want 400 served and none missing:\n%s", printed(r))
+	}
+	if out, code := runAuditCLI(t, prom.URL, adminURL); code != 0 || !strings.Contains(out, "exact: 400 served") {
+		t.Errorf("webapp audit: exit %d, want 0 and 'exact: 400 served':\n%s", code, out)
+	}
+
+	// K: the exporter is down; these counts are lost on the way.
+	if err := exporter.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const k = 200
+	done := sendPaced(t, app.URL+"/test1/", k, 5*time.Millisecond)
+	restart := time.Now()
+	exporter2 := stacktest.ExporterWith(t, bridge.Config{
+		StatsdAddr:   exporter.StatsdAddr,
+		ExporterAddr: strings.TrimPrefix(exporter.URL, "http://"),
+	})
+	// A count leaves the worker at most one aggregation interval plus
+	// datadog-go's 100ms buffer flush after its request, so requests that
+	// finished that close to the restart (with 200ms of scheduling slack)
+	// may reach the new exporter.
+	late := 0
+	for _, c := range done {
+		if c.After(restart.Add(-statsd.DefaultFlushInterval - 300*time.Millisecond)) {
+			late++
+		}
+	}
+
+	// M: the new exporter counts from zero. /test1/ ends above its value
+	// before the restart, so only the exporter's new start time shows the
+	// reset; /test/ ends below it.
+	sendPaced(t, app.URL+"/test/", 100, 0)
+	sendPaced(t, app.URL+"/test1/", 150, 0)
+
+	// Wait until Prometheus has everything it will get: /test/ complete and
+	// /test1/ short by at most the K requests.
+	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
+		r, err = audit.Check(ctx, p, adminURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Row(ok200).Missing == 0 && r.Row(err500).Missing <= k && r.Row(err500).Served == 450, printed(r)
+	})
+	m := r.Row(err500).Missing
+	if m < int64(k-late) || m > k {
+		t.Errorf("%v missing %d, want from %d (K=%d minus %d sent within an interval of the restart) to %d:\n%s",
+			err500, m, k-late, k, late, k, printed(r))
+	}
+	for _, row := range r.Rows {
+		if row.Key != err500 && row.Missing != 0 {
+			t.Errorf("%v missing %d, want 0 (the lost counts were all /test1/):\n%s", row.Key, row.Missing, printed(r))
+		}
+	}
+	if r.Served != 400+k+250 {
+		t.Errorf("served %d, want %d", r.Served, 400+k+250)
+	}
+	out, code := runAuditCLI(t, prom.URL, adminURL)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("%d missing", m)) {
+		t.Errorf("webapp audit after the restart: exit %d, want 1 and '%d missing':\n%s", code, m, out)
+	}
+	t.Logf("exporter restart: K=%d sent while down (%d of them near the restart), audit reports %d missing\n%s",
+		k, late, m, printed(r))
+	_ = exporter2
+}
+
+// sendPaced sends n GETs to url on fresh connections, one every pace (0: as
+// fast as one connection goes), requires each to get an answer, and returns
+// when each finished.
+func sendPaced(t *testing.T, url string, n int, pace time.Duration) []time.Time {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	var tick <-chan time.Time
+	if pace > 0 {
+		tk := time.NewTicker(pace)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	done := make([]time.Time, 0, n)
+	for i := 0; i < n; i++ {
+		if tick != nil {
+			<-tick
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done = append(done, time.Now())
+	}
+	return done
+}
+
+func runAuditCLI(t *testing.T, promURL, adminURL string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(stacktest.Webapp(t), "audit", "-prometheus", promURL, "-admin", adminURL, "-wait", "0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("webapp audit: %v", err)
+		}
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+func printed(r audit.Report) string {
+	var b strings.Builder
+	r.Print(&b)
+	return b.String()
+}
