@@ -22,6 +22,7 @@ Usage:
   webapp [flags]           serve (the supervisor re-executes itself for each worker)
   webapp load [flags]      send a bounded load and record it (webapp load -h)
   webapp verify [flags]    compare the last load with Prometheus (webapp verify -h)
+  webapp audit [flags]     compare what the workers served with what Prometheus saw (webapp audit -h)
 
 Routes: GET /test/ -> 200 "rest"; /test1/ -> 500 "runtime error: integer divide by zero";
 /test and /test1 -> 301 to the slash form; anything else -> 404.
