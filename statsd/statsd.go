@@ -50,6 +50,9 @@ const (
 	maxPayload = 8192
 	// bufferPool is how many payload buffers the client keeps (see connect).
 	bufferPool = 32
+	// selfFlushed is the datadog client's own aggregation interval: never,
+	// in practice, since flushLoop flushes it.
+	selfFlushed = 24 * time.Hour
 	// retryEvery is how often an address that did not resolve is retried.
 	retryEvery = 2 * time.Second
 )
@@ -90,6 +93,9 @@ type Client struct {
 	dropped atomic.Uint64 // records made while no client could be built
 	stop    context.CancelFunc
 	retried sync.WaitGroup
+	gate    sync.RWMutex  // read: sending; write: flushing (see flushLoop)
+	closing chan struct{} // closed by Close: flushLoop ends
+	flushed sync.WaitGroup
 }
 
 type requestKey struct {
@@ -127,7 +133,7 @@ func New(cfg Config) (*Client, error) {
 	for _, k := range envTags {
 		os.Unsetenv(k)
 	}
-	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName}
+	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName, closing: make(chan struct{})}
 	if err := c.connect(); err != nil {
 		cfg.Logger.Warn("metrics address not usable yet; serving without metrics and retrying",
 			"addr", cfg.Addr, "err", err, "every", retryEvery)
@@ -146,8 +152,11 @@ func (c *Client) connect() error {
 		// one per request, without the sample rates that
 		// WithMaxSamplesPerContext would send (the exporter turns those into
 		// wrong counts).
+		//
+		// We flush the aggregator ourselves (see flushLoop), so its own
+		// timer is set past any process's lifetime.
 		dd.WithExtendedClientSideAggregation(),
-		dd.WithAggregationInterval(c.cfg.FlushInterval),
+		dd.WithAggregationInterval(selfFlushed),
 		// One datagram carries up to 8 KiB of lines instead of the 1432
 		// bytes sized for a 1500-byte network MTU: the exporter runs on the
 		// same host (loopback, 64 KiB MTU) or pod, and at saturation every
@@ -175,7 +184,37 @@ func (c *Client) connect() error {
 		return err
 	}
 	c.dd.Store(client)
+	c.flushed.Add(1)
+	go c.flushLoop(client)
 	return nil
+}
+
+// flushLoop flushes the client every FlushInterval with the gate closed.
+//
+// datadog-go v5.9.1 has a race in extended aggregation: Histogram looks up
+// its series' sample buffer under a read lock, releases it, and only then
+// appends the sample; a flush that swaps the buffers in between sends the
+// old buffer and the sample appended to it afterwards is never sent. Seen
+// here as 99,999 latency samples for 100,000 counted requests. Counts are
+// safe (they add under the lock). Record holds the gate's read side across
+// its calls, so no sample can straddle a flush.
+func (c *Client) flushLoop(client *dd.Client) {
+	defer c.flushed.Done()
+	t := time.NewTicker(c.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+			c.gate.Lock()
+			err := client.Flush()
+			c.gate.Unlock()
+			if err != nil {
+				c.sendError(err)
+			}
+		}
+	}
 }
 
 func (c *Client) retry(ctx context.Context) {
@@ -212,9 +251,11 @@ func (c *Client) Record(method, endpoint string, status int, elapsed time.Durati
 		return
 	}
 	t := c.tagsFor(method, endpoint, status)
+	c.gate.RLock()
 	// The datadog client only fails here when it is closed.
 	_ = client.Count(RequestCount, 1, t.count, 1)
 	_ = client.Histogram(RequestLatency, microseconds(elapsed), t.latency, 1)
+	c.gate.RUnlock()
 }
 
 // microseconds is d in seconds, rounded up to a whole microsecond. Values
@@ -248,14 +289,18 @@ func (c *Client) tagsFor(method, endpoint string, status int) *requestTags {
 // WorkersLive sets the gauge of live workers.
 func (c *Client) WorkersLive(n int) {
 	if client := c.dd.Load(); client != nil {
+		c.gate.RLock()
 		_ = client.Gauge(Workers, float64(n), []string{c.appTag}, 1)
+		c.gate.RUnlock()
 	}
 }
 
 // WorkerRestart counts one worker exit with its reason.
 func (c *Client) WorkerRestart(reason string) {
 	if client := c.dd.Load(); client != nil {
+		c.gate.RLock()
 		_ = client.Count(WorkerRestarts, 1, []string{c.appTag, "reason:" + SanitizeTagValue(reason)}, 1)
+		c.gate.RUnlock()
 	}
 }
 
@@ -265,10 +310,14 @@ func (c *Client) Close() error {
 		c.stop()
 		c.retried.Wait()
 	}
+	close(c.closing)
+	c.flushed.Wait()
 	if n := c.errs.Load(); n > 0 {
 		c.cfg.Logger.Warn("metric send errors", "count", n, "addr", c.cfg.Addr)
 	}
 	if client := c.dd.Load(); client != nil {
+		c.gate.Lock() // Close flushes: same rule as flushLoop
+		defer c.gate.Unlock()
 		return client.Close()
 	}
 	return nil

@@ -3,7 +3,9 @@ package statsd
 import (
 	"net"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -149,5 +151,65 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want ok=%v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestNoSampleStraddlesFlush: many goroutines record while the client
+// flushes every millisecond; every count and every latency sample must
+// arrive. (datadog-go's extended aggregation alone loses histogram samples
+// that race a flush; see flushLoop.)
+func TestNoSampleStraddlesFlush(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.UDPConn).SetReadBuffer(8 << 20)
+	c, err := New(Config{Addr: conn.LocalAddr().String(), FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 8, 20000
+	counts, samples := 0, 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				head, _, _ := strings.Cut(line, "|")
+				name, values, _ := strings.Cut(head, ":")
+				switch name {
+				case RequestCount:
+					v, _ := strconv.Atoi(values)
+					counts += v
+				case RequestLatency:
+					samples += strings.Count(values, ":") + 1
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				c.Record("GET", "/test/", 200, time.Microsecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if counts != goroutines*each || samples != goroutines*each {
+		t.Errorf("received %d counts and %d latency samples, want %d of each", counts, samples, goroutines*each)
 	}
 }
