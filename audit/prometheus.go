@@ -2,15 +2,16 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 )
 
 // Lookback is how far before the pool's start the raw samples are read, to
@@ -62,14 +63,10 @@ type Prometheus struct {
 	Client *http.Client
 }
 
-// series is one series of a matrix result.
-type series struct {
-	Metric map[string]string `json:"metric"`
-	Values [][2]any          `json:"values"`
-}
-
 // target identifies the scrape target a series came from.
-func (s series) target() string { return s.Metric["job"] + "\x00" + s.Metric["instance"] }
+func target(s *model.SampleStream) string {
+	return string(s.Metric["job"]) + "\x00" + string(s.Metric["instance"])
+}
 
 // Seen returns, per series of request_count with app_name appName, how much
 // Prometheus saw it grow since the pool started.
@@ -90,27 +87,22 @@ func (p *Prometheus) Seen(ctx context.Context, appName string, since time.Time) 
 	for _, s := range starts {
 		m := map[int64]float64{}
 		for _, v := range s.Values {
-			if ms, val, err := sample(v); err == nil {
-				m[ms] = val
-			}
+			m[int64(v.Timestamp)] = float64(v.Value)
 		}
-		epochs[s.target()] = m
+		epochs[target(s)] = m
 	}
 	seen := map[Key]float64{}
 	for _, s := range counts {
-		status, err := strconv.Atoi(s.Metric["http_status"])
+		status, err := strconv.Atoi(string(s.Metric["http_status"]))
 		if err != nil {
 			return nil, fmt.Errorf("audit: series %v: http_status not a number", s.Metric)
 		}
-		k := Key{Method: s.Metric["method"], Endpoint: s.Metric["endpoint"], Status: status}
+		k := Key{Method: string(s.Metric["method"]), Endpoint: string(s.Metric["endpoint"]), Status: status}
 		pts := make([]Point, 0, len(s.Values))
-		ep := epochs[s.target()]
+		ep := epochs[target(s)]
 		for _, v := range s.Values {
-			ms, val, err := sample(v)
-			if err != nil {
-				return nil, fmt.Errorf("audit: series %v: %w", s.Metric, err)
-			}
-			pts = append(pts, Point{T: time.UnixMilli(ms), V: val, Epoch: ep[ms]})
+			ms := int64(v.Timestamp) // model.Time is in milliseconds
+			pts = append(pts, Point{T: time.UnixMilli(ms), V: float64(v.Value), Epoch: ep[ms]})
 		}
 		sort.Slice(pts, func(i, j int) bool { return pts[i].T.Before(pts[j].T) })
 		seen[k] += Increase(pts, since)
@@ -120,52 +112,22 @@ func (p *Prometheus) Seen(ctx context.Context, appName string, since time.Time) 
 
 // raw runs an instant query whose result is a matrix (a range selector):
 // the raw samples, no evaluation.
-func (p *Prometheus) raw(ctx context.Context, query string, at time.Time) ([]series, error) {
+func (p *Prometheus) raw(ctx context.Context, query string, at time.Time) (model.Matrix, error) {
 	client := p.Client
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	form := url.Values{"query": {query}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(p.URL, "/")+"/api/v1/query", strings.NewReader(form.Encode()))
+	c, err := api.NewClient(api.Config{Address: p.URL, Client: client})
 	if err != nil {
 		return nil, fmt.Errorf("audit: query Prometheus: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := client.Do(req)
+	v, _, err := promv1.NewAPI(c).Query(ctx, query, at)
 	if err != nil {
-		return nil, fmt.Errorf("audit: query Prometheus: %w", err)
+		return nil, fmt.Errorf("audit: query %s at %s: %w", query, p.URL, err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string   `json:"resultType"`
-			Result     []series `json:"result"`
-		} `json:"data"`
+	m, ok := v.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("audit: query %s: result is a %s, want a matrix", query, v.Type())
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("audit: query Prometheus %s: HTTP %d, %w", p.URL, resp.StatusCode, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("audit: query %s: %s", query, body.Error)
-	}
-	if body.Data.ResultType != "matrix" {
-		return nil, fmt.Errorf("audit: query %s: result is a %s, want a matrix", query, body.Data.ResultType)
-	}
-	return body.Data.Result, nil
-}
-
-// sample decodes one [unix seconds, "value"] pair; the time in milliseconds.
-func sample(v [2]any) (int64, float64, error) {
-	ts, ok1 := v[0].(float64)
-	s, ok2 := v[1].(string)
-	if !ok1 || !ok2 {
-		return 0, 0, fmt.Errorf("bad sample %v", v)
-	}
-	val, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("bad sample %v: %w", v, err)
-	}
-	return int64(math.Round(ts * 1000)), val, nil
+	return m, nil
 }

@@ -17,13 +17,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -145,40 +146,25 @@ type sample struct {
 
 // query runs an instant query whose result is a vector.
 func query(ctx context.Context, baseURL, expr string) ([]sample, error) {
-	form := url.Values{"query": {expr}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/api/v1/query?"+form.Encode(), nil)
+	c, err := api.NewClient(api.Config{Address: baseURL, Client: httpClient})
 	if err != nil {
 		return nil, fmt.Errorf("tally: prometheus: %w", err)
 	}
-	resp, err := httpClient.Do(req)
+	v, _, err := promv1.NewAPI(c).Query(ctx, expr, time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("tally: prometheus: %w", err)
+		return nil, fmt.Errorf("tally: prometheus query %q at %s: %w", expr, baseURL, err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("tally: prometheus query %q: result is a %s, want a vector", expr, v.Type())
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("tally: prometheus %s: %s: %w", baseURL, resp.Status, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("tally: prometheus query %q: %s", expr, body.Error)
-	}
-	out := make([]sample, 0, len(body.Data.Result))
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("tally: prometheus value %q: %w", s, err)
+	out := make([]sample, 0, len(vec))
+	for _, s := range vec {
+		m := make(map[string]string, len(s.Metric))
+		for k, v := range s.Metric {
+			m[string(k)] = string(v)
 		}
-		out = append(out, sample{r.Metric, v})
+		out = append(out, sample{m, float64(s.Value)})
 	}
 	return out, nil
 }

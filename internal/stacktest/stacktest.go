@@ -9,12 +9,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -349,32 +349,27 @@ next:
 // Query runs an instant PromQL query and returns the result vector.
 func Query(t testing.TB, promURL, expr string) []Series {
 	t.Helper()
-	resp, err := http.PostForm(promURL+"/api/v1/query", url.Values{"query": {expr}})
+	c, err := api.NewClient(api.Config{Address: promURL})
 	if err != nil {
 		t.Fatalf("query %s: %v", expr, err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, _, err := promv1.NewAPI(c).Query(ctx, expr, time.Time{})
+	if err != nil {
 		t.Fatalf("query %s: %v", expr, err)
 	}
-	if body.Status != "success" {
-		t.Fatalf("query %s: %s", expr, body.Error)
+	vec, ok := v.(model.Vector)
+	if !ok {
+		t.Fatalf("query %s: result is a %s, want a vector", expr, v.Type())
 	}
-	var out []Series
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, _ := strconv.ParseFloat(s, 64)
-		out = append(out, Series{Labels: r.Metric, Value: v})
+	out := make([]Series, 0, len(vec))
+	for _, s := range vec {
+		labels := make(map[string]string, len(s.Metric))
+		for k, v := range s.Metric {
+			labels[string(k)] = string(v)
+		}
+		out = append(out, Series{Labels: labels, Value: float64(s.Value)})
 	}
 	return out
 }
