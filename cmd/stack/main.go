@@ -118,7 +118,7 @@ Ctrl-C stops everything.
 
 `, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(*webapp, prom.URL, *adminAddr))
 
-	code := 0
+	code, appExited := 0, false
 	select {
 	case <-ctx.Done():
 		// Ctrl-C reached the webapp too; a SIGTERM to us alone did not.
@@ -130,9 +130,10 @@ Ctrl-C stops everything.
 			_ = app.Process.Kill()
 			<-appDone
 		}
+		appExited = true
 	case err := <-appDone:
 		log.Error("webapp exited", "err", err)
-		code = 1
+		code, appExited = 1, true
 	case <-exporter.Done():
 		log.Error("statsd_exporter exited")
 		code = 1
@@ -140,7 +141,7 @@ Ctrl-C stops everything.
 		log.Error("Prometheus exited")
 		code = 1
 	}
-	if code != 0 && app.ProcessState == nil {
+	if !appExited {
 		_ = app.Process.Signal(syscall.SIGTERM)
 		<-appDone
 	}
