@@ -197,9 +197,13 @@ func TestHostileFlood(t *testing.T) {
 	}
 	var fams map[string]*dto.MetricFamily
 	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
+		// Counts and latency samples of the last flush can reach the
+		// exporter's event queue in different batches: wait for both.
 		fams = stacktest.Scrape(t, exporter.URL)
 		got := stacktest.Sum(fams, "request_count", nil)
-		return got == float64(handled), fmt.Sprintf("sum(request_count) = %v, workers recorded %d", got, handled)
+		lat := stacktest.Sum(fams, "request_latency_seconds_count", nil)
+		return got == float64(handled) && lat == float64(handled),
+			fmt.Sprintf("sum(request_count) = %v, latency count %v, workers recorded %d", got, lat, handled)
 	})
 	for s, c := range received {
 		if got := stacktest.Sum(fams, "request_count", map[string]string{"http_status": s}); got != float64(c) {
