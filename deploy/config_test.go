@@ -540,6 +540,9 @@ func TestKubernetesExample(t *testing.T) {
 	if want := bridge.ExporterFlags(statsdAddr, ":9102", mappingPath); !slices.Equal(exp.Args, want) {
 		t.Errorf("exporter args\n %q\nwant bridge.ExporterFlags\n %q", exp.Args, want)
 	}
+	if got := env(exp, "GOGC"); got != bridge.ExporterGOGC {
+		t.Errorf("exporter GOGC = %q, want bridge.ExporterGOGC %q", got, bridge.ExporterGOGC)
+	}
 	var c composeFile
 	if err := yaml.Unmarshal(read(t, "docker-compose.yml"), &c); err != nil {
 		t.Fatal(err)

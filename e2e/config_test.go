@@ -144,6 +144,9 @@ func TestComposeMatchesBridge(t *testing.T) {
 	if strings.Join(exp.Command, " ") != strings.Join(want, " ") {
 		t.Errorf("compose exporter command\n %q\nwant (bridge.ExporterFlags)\n %q", exp.Command, want)
 	}
+	if got := exp.Environment["GOGC"]; got != bridge.ExporterGOGC {
+		t.Errorf("compose exporter GOGC %q, want bridge.ExporterGOGC %q", got, bridge.ExporterGOGC)
+	}
 	if !strings.Contains(exp.Image, ":v") {
 		t.Errorf("exporter image %q is not pinned", exp.Image)
 	}
