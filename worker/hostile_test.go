@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"strconv"
@@ -18,25 +17,11 @@ import (
 // show.
 func serveTCP(t *testing.T, routes Routes, opts Options) (string, *memRecorder) {
 	t.Helper()
-	rec := &memRecorder{}
-	opts.Recorder = rec
-	s := New(routes, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	_, rec := serveOn(t, ln, routes, opts)
 	return ln.Addr().String(), rec
 }
 

@@ -37,10 +37,18 @@ func (m *memRecorder) all() []string {
 
 func serve(t *testing.T, routes Routes, opts Options) (*Server, *fasthttputil.InmemoryListener, *memRecorder) {
 	t.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	s, rec := serveOn(t, ln, routes, opts)
+	return s, ln, rec
+}
+
+// serveOn serves routes on ln with a recording Server until the test ends,
+// then requires a clean shutdown.
+func serveOn(t *testing.T, ln net.Listener, routes Routes, opts Options) (*Server, *memRecorder) {
+	t.Helper()
 	rec := &memRecorder{}
 	opts.Recorder = rec
 	s := New(routes, opts)
-	ln := fasthttputil.NewInmemoryListener()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -53,7 +61,7 @@ func serve(t *testing.T, routes Routes, opts Options) (*Server, *fasthttputil.In
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, ln, rec
+	return s, rec
 }
 
 // raw sends one raw request on a new connection and returns the status line
