@@ -218,7 +218,7 @@ func TestStopUnderLoad(t *testing.T) {
 		t.Errorf("supervisor exit code %d, want 0", code)
 	}
 	for _, pid := range workers {
-		if processAlive(pid) {
+		if stacktest.Alive(pid) {
 			t.Errorf("worker %d still running after the supervisor exited", pid)
 		}
 	}
@@ -231,16 +231,6 @@ func TestStopUnderLoad(t *testing.T) {
 		t.Errorf("slow requests counted %v, want %d", slowCounted, slow)
 	}
 	t.Logf("SIGTERM under load: %s (failures after the socket closed are refused connections); counted %v", res, counted)
-}
-
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // TestHungWorker: a handler that really blocks forever. The worker's reports

@@ -1,37 +1,27 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
-// 100 on every Linux that Go supports).
-const clockTick = 10 * time.Millisecond
+	"github.com/prometheus/procfs"
+)
 
 // procStat reads a process's parent PID and CPU time (user + system).
 func procStat(pid int) (ppid int, cpu time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	// After the command: state(0) ppid(1) ... utime(11) stime(12).
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	st, err := p.Stat()
+	if err != nil {
+		return 0, 0, err
 	}
-	ppid, _ = strconv.Atoi(f[1])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return ppid, time.Duration(ut+st) * clockTick, nil
+	return st.PPID, time.Duration(st.CPUTime() * float64(time.Second)), nil
 }
 
 // cpuOf adds up the CPU time of pids; processes that are gone count 0.
@@ -47,15 +37,11 @@ func cpuOf(pids []int) time.Duration {
 
 // children lists the live child processes of pid.
 func children(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
+	procs, _ := procfs.AllProcs()
 	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if pp, _, err := procStat(p); err == nil && pp == pid {
-			out = append(out, p)
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil && st.PPID == pid && st.State != "Z" {
+			out = append(out, p.PID)
 		}
 	}
 	return out
@@ -63,66 +49,46 @@ func children(pid int) []int {
 
 // rssBytes reads a process's resident set size.
 func rssBytes(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
 	}
-	return 0
+	return int64(st.VmRSS)
 }
 
 // machineBusy returns the machine's total busy CPU time (all cores, from
-// /proc/stat: everything but idle and iowait).
+// /proc/stat: everything but idle and iowait; guest time is already in user).
 func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)[1:]
-	var busy int64
-	for i, v := range f {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
-			continue
-		}
-		busy += n
+	st, err := fs.Stat()
+	if err != nil {
+		return 0
 	}
-	return time.Duration(busy) * clockTick
+	c := st.CPUTotal
+	busy := c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
+	return time.Duration(busy * float64(time.Second))
 }
 
 // udpRcvbufErrors reads the kernel's count of UDP datagrams dropped because a
-// socket's receive buffer was full (machine-wide).
+// socket's receive buffer was full (this network namespace's, from
+// /proc/self/net/snmp).
 func udpRcvbufErrors() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
+	p, err := procfs.Self()
 	if err != nil {
 		return -1
 	}
-	var header []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if header == nil {
-			header = f
-			continue
-		}
-		for i, h := range header {
-			if h == "RcvbufErrors" && i < len(f) {
-				n, _ := strconv.ParseInt(f[i], 10, 64)
-				return n
-			}
-		}
+	snmp, err := p.Snmp()
+	if err != nil || snmp.Udp.RcvbufErrors == nil {
+		return -1
 	}
-	return -1
+	return int64(*snmp.Udp.RcvbufErrors)
 }
 
 // machineFacts describes the machine for BENCHMARKS.md.

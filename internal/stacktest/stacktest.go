@@ -29,6 +29,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 
 	"forkwatch/bridge"
 )
@@ -235,27 +236,26 @@ func (a *App) Workers() []int {
 	return ChildPIDs(a.Cmd.Process.Pid)
 }
 
-// ChildPIDs lists the live child processes of pid from /proc.
+// ChildPIDs lists the live (not zombie) child processes of pid.
 func ChildPIDs(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
+	procs, _ := procfs.AllProcs()
 	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		f := strings.Fields(s[i+1:])
-		if len(f) > 2 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
-			out = append(out, p)
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil && st.PPID == pid && st.State != "Z" {
+			out = append(out, p.PID)
 		}
 	}
 	return out
+}
+
+// Alive reports whether pid is a live (not zombie) process.
+func Alive(pid int) bool {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return false
+	}
+	st, err := p.Stat()
+	return err == nil && st.State != "Z"
 }
 
 // Eventually polls cond every 50ms until it holds or timeout passes; cond's
