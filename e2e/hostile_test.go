@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -182,12 +181,7 @@ func TestHostileFlood(t *testing.T) {
 
 	// The workers' own totals, reported when they exit, are what was
 	// recorded: once the exporter has that many, nothing more can come.
-	app.Signal(syscall.SIGTERM)
-	select {
-	case <-app.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("supervisor did not exit within 30s of SIGTERM")
-	}
+	app.Stop(t, 30*time.Second)
 	handled := 0
 	for _, h := range handledPerWorker(app.Log()) {
 		handled += h

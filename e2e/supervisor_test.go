@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"forkwatch/internal/proctree"
 	"forkwatch/internal/stacktest"
 )
 
@@ -91,12 +92,7 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	// reports handling when the pool stops), and by what the whole pool
 	// handles in one client aggregation interval (200ms) plus one buffer
 	// flush interval (100ms), with margin.
-	app.Signal(syscall.SIGTERM)
-	select {
-	case <-app.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("supervisor did not stop")
-	}
+	app.Stop(t, 20*time.Second)
 	others := 0
 	for pid, n := range handledPerWorker(app.Log()) {
 		if pid != victim {
@@ -207,18 +203,14 @@ func TestStopUnderLoad(t *testing.T) {
 			t.Errorf("in-flight request: %d %q %v, want 200 slow", r.status, r.body, r.err)
 		}
 	}
-	select {
-	case <-app.Done():
-	case <-time.After(15 * time.Second):
-		t.Fatal("supervisor still running 15s after SIGTERM")
-	}
+	code := app.WaitExit(t, 15*time.Second)
 	cancel()
 	res := wait()
-	if code := app.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code != 0 {
 		t.Errorf("supervisor exit code %d, want 0", code)
 	}
 	for _, pid := range workers {
-		if stacktest.Alive(pid) {
+		if proctree.Alive(pid) {
 			t.Errorf("worker %d still running after the supervisor exited", pid)
 		}
 	}
@@ -451,8 +443,7 @@ func TestReusePort(t *testing.T) {
 	if got := settledSum(t, exporter.URL, "request_count", testOK); got != n {
 		t.Errorf("counted %v, want %d", got, n)
 	}
-	app.Signal(syscall.SIGTERM)
-	<-app.Done()
+	app.Stop(t, 20*time.Second)
 	busy := 0
 	for _, h := range handledPerWorker(app.Log()) {
 		if h > 0 {

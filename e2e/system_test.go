@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -114,13 +113,7 @@ func TestSystem(t *testing.T) {
 	}
 
 	// Which workers served: each reports its total when it exits.
-	app.Signal(syscall.SIGTERM)
-	select {
-	case <-app.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("supervisor did not exit within 20s of SIGTERM")
-	}
-	if code := app.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code := app.Stop(t, 20*time.Second); code != 0 {
 		t.Errorf("supervisor exit code %d, want 0", code)
 	}
 	served := handledPerWorker(app.Log())

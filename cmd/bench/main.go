@@ -32,6 +32,7 @@ import (
 
 	"forkwatch/audit"
 	"forkwatch/bridge"
+	"forkwatch/internal/proctree"
 )
 
 // options are bench's flags.
@@ -390,7 +391,7 @@ func waitReady(ctx context.Context, url string, done <-chan struct{}, workers, m
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && len(children(master)) >= workers {
+			if resp.StatusCode == http.StatusOK && len(proctree.Children(master)) >= workers {
 				return nil
 			}
 		}
@@ -418,7 +419,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 	if err := sleep(ctx, time.Second); err != nil {
 		return m, err
 	}
-	workers := children(t.master)
+	workers := proctree.Children(t.master)
 	m.workers = len(workers)
 	cpu := func() (w, e, p time.Duration) {
 		w = cpuOf(workers)
@@ -494,7 +495,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 	if len(rss) > 0 {
 		m.rssAvg = sum / int64(len(rss))
 	}
-	if got := len(children(t.master)); got != m.workers {
+	if got := len(proctree.Children(t.master)); got != m.workers {
 		return m, fmt.Errorf("%d workers before the run, %d after: a worker died", m.workers, got)
 	}
 	return m, nil

@@ -35,18 +35,6 @@ func cpuOf(pids []int) time.Duration {
 	return total
 }
 
-// children lists the live child processes of pid.
-func children(pid int) []int {
-	procs, _ := procfs.AllProcs()
-	var out []int
-	for _, p := range procs {
-		if st, err := p.Stat(); err == nil && st.PPID == pid && st.State != "Z" {
-			out = append(out, p.PID)
-		}
-	}
-	return out
-}
-
 // rssBytes reads a process's resident set size.
 func rssBytes(pid int) int64 {
 	p, err := procfs.NewProc(pid)

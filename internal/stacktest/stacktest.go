@@ -29,9 +29,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/procfs"
 
 	"forkwatch/bridge"
+	"forkwatch/internal/proctree"
 )
 
 // Root returns the project root (the directory holding go.mod).
@@ -219,6 +219,25 @@ func (a *App) Signal(sig syscall.Signal) { _ = a.Cmd.Process.Signal(sig) }
 // Done is closed when the supervisor has exited.
 func (a *App) Done() <-chan struct{} { return a.done }
 
+// WaitExit waits until the supervisor has exited, failing the test if it
+// has not within timeout, and returns its exit code.
+func (a *App) WaitExit(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-a.done:
+	case <-time.After(timeout):
+		t.Fatalf("supervisor still running after %s", timeout)
+	}
+	return a.Cmd.ProcessState.ExitCode()
+}
+
+// Stop sends SIGTERM to the supervisor and waits as WaitExit does.
+func (a *App) Stop(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	a.Signal(syscall.SIGTERM)
+	return a.WaitExit(t, timeout)
+}
+
 // Log returns what the app has written so far.
 func (a *App) Log() string { return a.log.String() }
 
@@ -233,29 +252,7 @@ func (a *App) WaitLog(t testing.TB, s string, n int, timeout time.Duration) {
 
 // Workers returns the PIDs of the supervisor's worker processes.
 func (a *App) Workers() []int {
-	return ChildPIDs(a.Cmd.Process.Pid)
-}
-
-// ChildPIDs lists the live (not zombie) child processes of pid.
-func ChildPIDs(pid int) []int {
-	procs, _ := procfs.AllProcs()
-	var out []int
-	for _, p := range procs {
-		if st, err := p.Stat(); err == nil && st.PPID == pid && st.State != "Z" {
-			out = append(out, p.PID)
-		}
-	}
-	return out
-}
-
-// Alive reports whether pid is a live (not zombie) process.
-func Alive(pid int) bool {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return false
-	}
-	st, err := p.Stat()
-	return err == nil && st.State != "Z"
+	return proctree.Children(a.Cmd.Process.Pid)
 }
 
 // Eventually polls cond every 50ms until it holds or timeout passes; cond's

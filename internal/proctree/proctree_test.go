@@ -1,0 +1,39 @@
+package proctree
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestChildrenAndAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if kids := Children(os.Getpid()); !slices.Contains(kids, pid) {
+		t.Errorf("Children(self) = %v, want it to include %d", kids, pid)
+	}
+	if !Alive(pid) {
+		t.Errorf("Alive(%d) = false for a running child", pid)
+	}
+	_ = cmd.Process.Kill()
+	// Killed but not yet reaped: a zombie, neither alive nor a child.
+	deadline := time.Now().Add(5 * time.Second)
+	for Alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if Alive(pid) {
+		t.Fatalf("Alive(%d) still true 5s after SIGKILL", pid)
+	}
+	if slices.Contains(Children(os.Getpid()), pid) {
+		t.Errorf("Children(self) still lists the killed child %d", pid)
+	}
+	_ = cmd.Wait()
+	if Alive(-1) {
+		t.Error("Alive(-1) = true")
+	}
+}
