@@ -1,11 +1,13 @@
-# forkwatch. `make run` starts the stack, `make test` runs every test; both
-# install what they need on Debian (as root; otherwise they print the command).
+# forkwatch. `make run` starts the stack; `make test` runs every test (the
+# fast unit tier, `go test ./...`, then the e2e tier against the real
+# exporter, Prometheus, Chromium and docker-compose); both install what they
+# need on Debian (as root; otherwise they print the command).
 GO ?= go
 # Debian packages: what `make run` needs, and what the tests need on top.
 RUN_DEPS  := prometheus
 TEST_DEPS := prometheus docker-compose chromium
 
-.PHONY: all build run test deps load verify vet fuzz fuzz-short bench
+.PHONY: all build run test unit e2e deps load verify vet fuzz fuzz-short bench
 
 all: build
 
@@ -29,11 +31,23 @@ run: build
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/
 
 test: build vet
 	@scripts/deps.sh $(TEST_DEPS)
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 5m ./...
+	$(GO) test -count=1 -timeout 30m -tags e2e ./e2e/
 	@$(MAKE) --no-print-directory fuzz-short
+
+# The fast tier alone: unit tests, no external process, under 2 minutes.
+unit:
+	$(GO) test -count=1 ./...
+
+# The e2e tier alone; E2E_RUN selects tests (go test -run).
+E2E_RUN ?= .
+e2e: build
+	@scripts/deps.sh $(TEST_DEPS)
+	$(GO) test -count=1 -timeout 30m -tags e2e -run '$(E2E_RUN)' ./e2e/
 
 # The first hour, against a running `make run`: `make load` records the
 # totals, sends a bounded load over the demo routes and saves what it sent in
@@ -63,8 +77,8 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
 
-# make bench: no metrics vs forkwatch vs the Python original (../shared/peers/
-# seed-flask) under wrk, exact counts at saturation with hey, the middleware's
+# make bench: no metrics vs forkwatch vs the Python original (cmd/bench/
+# original, Flask under uwsgi) under wrk, exact counts at saturation with hey, the middleware's
 # Go benchmarks; prints the tables and writes BENCHMARKS.md (a few minutes).
 # Installs wrk, hey, uwsgi and Flask. BENCH_FLAGS are passed to bin/bench
 # (bin/bench -h). Run it as `flock /tmp/forkwatch-ports.lock make bench`.

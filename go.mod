@@ -1,4 +1,4 @@
-module forkwatch
+module github.com/forkwatch/forkwatch
 
 go 1.26.8
 

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -10,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/audit"
-	"forkwatch/bridge"
-	"forkwatch/internal/stacktest"
-	"forkwatch/statsd"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/verify"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 // TestAuditSeesExporterRestart runs the accounting audit against the whole
@@ -26,27 +28,28 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 	adminAddr := stacktest.FreeAddr(t, false)
 	app := stacktest.StartApp(t, 3, "-statsd-addr", exporter.StatsdAddr, "-admin-addr", adminAddr)
 	adminURL := "http://" + adminAddr
-	p := &audit.Prometheus{URL: prom.URL}
+	p := &verify.Prometheus{URL: prom.URL}
 	ctx := context.Background()
 
-	ok200 := audit.Key{Method: "GET", Endpoint: "/test/", Status: 200}
-	err500 := audit.Key{Method: "GET", Endpoint: "/test1/", Status: 500}
+	ok200 := verify.Key{Method: "GET", Endpoint: "/test/", Status: 200}
+	err500 := verify.Key{Method: "GET", Endpoint: "/test1/", Status: 500}
 
 	// N: normal traffic; the audit must find every count.
 	sendPaced(t, app.URL+"/test/", 300, 0)
 	sendPaced(t, app.URL+"/test1/", 100, 0)
 	// The ledger has them after a worker's next report; Prometheus after a
 	// flush and a scrape.
-	var r audit.Report
+	var r verify.Report
 	var err error
 	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
-		r, err = audit.Check(ctx, p, adminURL)
+		r, _, err = verify.Audit(ctx, p, adminURL)
 		if err != nil {
 			return false, err.Error()
 		}
-		return r.Served == 400 && r.Seen >= 400, printed(r)
+		served, seen := r.Totals()
+		return served == 400 && seen >= 400, printed(r)
 	})
-	if !r.OK() || r.Served != 400 || r.Row(ok200).Served != 300 || r.Row(err500).Served != 100 {
+	if served, _ := r.Totals(); !r.OK() || served != 400 || r.Row(ok200).Expected != 300 || r.Row(err500).Expected != 100 {
 		t.Fatalf("after 400 requests with the exporter up, want 400 served and none missing:\n%s", printed(r))
 	}
 	if out, code := runAuditCLI(t, prom.URL, adminURL); code != 0 || !strings.Contains(out, "exact: 400 served") {
@@ -60,7 +63,7 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 	const k = 200
 	done := sendPaced(t, app.URL+"/test1/", k, 5*time.Millisecond)
 	restart := time.Now()
-	exporter2 := stacktest.ExporterWith(t, bridge.Config{
+	exporter2 := stacktest.ExporterWith(t, launch.Config{
 		StatsdAddr:   exporter.StatsdAddr,
 		ExporterAddr: strings.TrimPrefix(exporter.URL, "http://"),
 	})
@@ -84,24 +87,24 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 	// Wait until Prometheus has everything it will get: /test/ complete and
 	// /test1/ short by at most the K requests.
 	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
-		r, err = audit.Check(ctx, p, adminURL)
+		r, _, err = verify.Audit(ctx, p, adminURL)
 		if err != nil {
 			return false, err.Error()
 		}
-		return r.Row(ok200).Missing == 0 && r.Row(err500).Missing <= k && r.Row(err500).Served == 450, printed(r)
+		return r.Row(ok200).Diff() == 0 && -r.Row(err500).Diff() <= k && r.Row(err500).Expected == 450, printed(r)
 	})
-	m := r.Row(err500).Missing
+	m := -r.Row(err500).Diff()
 	if m < int64(k-late) || m > k {
 		t.Errorf("%v missing %d, want from %d (K=%d minus %d sent within an interval of the restart) to %d:\n%s",
 			err500, m, k-late, k, late, k, printed(r))
 	}
 	for _, row := range r.Rows {
-		if row.Key != err500 && row.Missing != 0 {
-			t.Errorf("%v missing %d, want 0 (the lost counts were all /test1/):\n%s", row.Key, row.Missing, printed(r))
+		if row.Key != err500 && row.Diff() != 0 {
+			t.Errorf("%v missing %d, want 0 (the lost counts were all /test1/):\n%s", row.Key, -row.Diff(), printed(r))
 		}
 	}
-	if r.Served != 400+k+250 {
-		t.Errorf("served %d, want %d", r.Served, 400+k+250)
+	if served, _ := r.Totals(); served != 400+k+250 {
+		t.Errorf("served %d, want %d", served, 400+k+250)
 	}
 	out, code := runAuditCLI(t, prom.URL, adminURL)
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("%d missing", m)) {
@@ -152,8 +155,8 @@ func runAuditCLI(t *testing.T, promURL, adminURL string) (string, int) {
 	return string(out), cmd.ProcessState.ExitCode()
 }
 
-func printed(r audit.Report) string {
+func printed(r verify.Report) string {
 	var b strings.Builder
-	r.Print(&b)
+	_ = r.Print(&b)
 	return b.String()
 }

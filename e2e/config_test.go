@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -12,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/bridge"
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 
 	"go.yaml.in/yaml/v2"
 )
@@ -111,13 +113,13 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-// TestComposeMatchesBridge: docker-compose.yml is valid, runs the exporter
-// with the flags make run uses (bridge.ExporterFlags), and gives the webapp
+// TestComposeMatchesLaunch: docker-compose.yml is valid, runs the exporter
+// with the flags make run uses (launch.ExporterFlags), and gives the webapp
 // the settings make run gives it.
-func TestComposeMatchesBridge(t *testing.T) {
+func TestComposeMatchesLaunch(t *testing.T) {
 	root := stacktest.Root(t)
 	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Skip("docker-compose is not installed: `make test` installs it (apt-get install --no-install-recommends docker-compose)")
+		t.Fatal("docker-compose is not installed: `make test` installs it (apt-get install --no-install-recommends docker-compose)")
 	}
 	cmd := exec.Command("docker-compose", "config", "-q")
 	cmd.Dir = root
@@ -140,12 +142,12 @@ func TestComposeMatchesBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := compose.Services["statsd-exporter"]
-	want := bridge.ExporterFlags(":9125", ":9102", "/etc/statsd_exporter/mapping.yml")
+	want := launch.ExporterFlags(":9125", ":9102", "/etc/statsd_exporter/mapping.yml")
 	if strings.Join(exp.Command, " ") != strings.Join(want, " ") {
-		t.Errorf("compose exporter command\n %q\nwant (bridge.ExporterFlags)\n %q", exp.Command, want)
+		t.Errorf("compose exporter command\n %q\nwant (launch.ExporterFlags)\n %q", exp.Command, want)
 	}
-	if got := exp.Environment["GOGC"]; got != bridge.ExporterGOGC {
-		t.Errorf("compose exporter GOGC %q, want bridge.ExporterGOGC %q", got, bridge.ExporterGOGC)
+	if got := exp.Environment["GOGC"]; got != launch.ExporterGOGC {
+		t.Errorf("compose exporter GOGC %q, want launch.ExporterGOGC %q", got, launch.ExporterGOGC)
 	}
 	if !strings.Contains(exp.Image, ":v") {
 		t.Errorf("exporter image %q is not pinned", exp.Image)

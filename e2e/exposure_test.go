@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -8,8 +10,8 @@ import (
 	"regexp"
 	"testing"
 
-	"forkwatch/bridge"
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 // TestDefaultsLoopback: every address `make run` and the binaries use by
@@ -22,9 +24,9 @@ func TestDefaultsLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs := map[string]string{
-		"bridge.DefaultStatsdAddr":     bridge.DefaultStatsdAddr,
-		"bridge.DefaultExporterAddr":   bridge.DefaultExporterAddr,
-		"bridge.DefaultPrometheusAddr": bridge.DefaultPrometheusAddr,
+		"launch.DefaultStatsdAddr":     launch.DefaultStatsdAddr,
+		"launch.DefaultExporterAddr":   launch.DefaultExporterAddr,
+		"launch.DefaultPrometheusAddr": launch.DefaultPrometheusAddr,
 	}
 	for _, m := range regexp.MustCompile(`(?m)^(\w+_ADDR)\s*\?=\s*(\S+)`).FindAllStringSubmatch(string(mk), -1) {
 		addrs["Makefile "+m[1]] = m[2]

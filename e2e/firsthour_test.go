@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -13,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/internal/stacktest"
-	"forkwatch/tally"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // TestLoadThenVerify runs `webapp load` then `webapp verify` against a real
@@ -38,24 +40,24 @@ func TestLoadThenVerify(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "sent 1500 requests") {
 		t.Fatalf("webapp load: exit %d, want 0 and 1500 sent:\n%s", code, out)
 	}
-	rec, err := tally.Load(record)
+	rec, err := verify.Load(record)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := rec.BaselineTotals()
-	if got := before[tally.Key{Endpoint: "/test/", Status: "200"}]; got != 5 {
+	if got := before[verify.Key{Method: "GET", Endpoint: "/test/", Status: 200}]; got != 5 {
 		t.Errorf("baseline /test/ 200 = %v, want the 5 requests sent before the load", got)
 	}
-	if got := before[tally.Key{Endpoint: "/test1/", Status: "500"}]; got != 2 {
+	if got := before[verify.Key{Method: "GET", Endpoint: "/test1/", Status: 500}]; got != 2 {
 		t.Errorf("baseline /test1/ 500 = %v, want the 2 requests sent before the load", got)
 	}
-	wantSent := map[tally.Key]float64{
-		{Endpoint: "/test/", Status: "200"}:    900,
-		{Endpoint: "/test1/", Status: "500"}:   300,
-		{Endpoint: "/test", Status: "301"}:     150,
-		{Endpoint: "unmatched", Status: "404"}: 150,
+	wantSent := verify.Totals{
+		{Method: "GET", Endpoint: "/test/", Status: 200}:    900,
+		{Method: "GET", Endpoint: "/test1/", Status: 500}:   300,
+		{Method: "GET", Endpoint: "/test", Status: 301}:     150,
+		{Method: "GET", Endpoint: "unmatched", Status: 404}: 150,
 	}
-	if got := rec.SentTotals(); !sameTotals(got, wantSent) {
+	if got := rec.SentTotals(); !verify.Equal(got, wantSent) {
 		t.Errorf("recorded as sent %v, want %v", got, wantSent)
 	}
 
@@ -69,9 +71,9 @@ func TestLoadThenVerify(t *testing.T) {
 		t.Errorf("verify table has %d series rows, want %d", len(rows), len(wantSent))
 	}
 	for k, want := range wantSent {
-		row := rows[k.Endpoint+" "+k.Status]
-		if len(row) != 7 || row[4] != fmt.Sprint(want) || row[5] != fmt.Sprint(want) || row[6] != "0" {
-			t.Errorf("verify row %s %s = %q, want Prometheus saw %v, sent %v, difference 0", k.Endpoint, k.Status, row, want, want)
+		row := rows[fmt.Sprintf("%s %d", k.Endpoint, k.Status)]
+		if len(row) != 6 || row[3] != fmt.Sprint(want) || row[4] != fmt.Sprint(want) || row[5] != "0" {
+			t.Errorf("verify row %s %d = %q, want Prometheus saw %v, sent %v, difference 0", k.Endpoint, k.Status, row, want, want)
 		}
 	}
 
@@ -89,7 +91,7 @@ func TestLoadThenVerify(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAILED") {
 		t.Fatalf("webapp verify after 3 extra requests: exit %d, want 1 and FAILED:\n%s", code, out)
 	}
-	if row := tableRows(out)["/test/ 200"]; len(row) < 7 || row[6] != "+3" {
+	if row := tableRows(out)["/test/ 200"]; len(row) < 6 || row[5] != "+3" {
 		t.Errorf("verify row /test/ 200 after 3 extra requests = %q, want difference +3\n%s", row, out)
 	}
 }
@@ -131,23 +133,11 @@ func tableRows(out string) map[string][]string {
 	rows := map[string][]string{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 7 && regexp.MustCompile(`^\d{3}$`).MatchString(f[1]) {
-			rows[f[0]+" "+f[1]] = f[:7]
+		if len(f) >= 6 && regexp.MustCompile(`^\d{3}$`).MatchString(f[2]) {
+			rows[f[1]+" "+f[2]] = f[:6]
 		}
 	}
 	return rows
-}
-
-func sameTotals(a, b map[tally.Key]float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // checkDashboardQueries runs every query of the Grafana dashboard, with its

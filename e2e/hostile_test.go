@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -16,7 +18,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 // The fixed label sets of request_count for the demo app: whatever a client
@@ -181,7 +183,7 @@ func TestHostileFlood(t *testing.T) {
 
 	// The workers' own totals, reported when they exit, are what was
 	// recorded: once the exporter has that many, nothing more can come.
-	app.Stop(t, 30*time.Second)
+	app.StopWithin(t, 30*time.Second)
 	handled := 0
 	for _, h := range handledPerWorker(app.Log()) {
 		handled += h
@@ -195,7 +197,7 @@ func TestHostileFlood(t *testing.T) {
 		// exporter's event queue in different batches: wait for both.
 		fams = stacktest.Scrape(t, exporter.URL)
 		got := stacktest.Sum(fams, "request_count", nil)
-		lat := stacktest.Sum(fams, "request_latency_seconds_count", nil)
+		lat := stacktest.Sum(fams, "request_latency_seconds", nil)
 		return got == float64(handled) && lat == float64(handled),
 			fmt.Sprintf("sum(request_count) = %v, latency count %v, workers recorded %d", got, lat, handled)
 	})
@@ -204,7 +206,7 @@ func TestHostileFlood(t *testing.T) {
 			t.Errorf("request_count{http_status=%q} = %v, clients received %d", s, got, c)
 		}
 	}
-	if got := stacktest.Sum(fams, "request_latency_seconds_count", nil); got != float64(total) {
+	if got := stacktest.Sum(fams, "request_latency_seconds", nil); got != float64(total) {
 		t.Errorf("request_latency_seconds_count = %v, want %d", got, total)
 	}
 	series := stacktest.Samples(fams, "request_count")

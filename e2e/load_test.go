@@ -1,75 +1,65 @@
+//go:build e2e
+
 package e2e
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
+	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/loadgen"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // loadResult counts what a load run got back.
 type loadResult struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
+	ok, failed int64
 	firstErr   string
 	byStatus   map[int]int64
 }
 
 func (r *loadResult) String() string {
-	return fmt.Sprintf("%d ok, %d failed (first failure: %s)", r.ok.Load(), r.failed.Load(), r.firstErr)
+	return fmt.Sprintf("%d ok, %d failed (first failure: %s)", r.ok, r.failed, r.firstErr)
 }
 
-// runLoad sends GET url from conc keep-alive clients until ctx is done or
-// max requests have been sent, like hey does. It returns once all clients
-// have finished their last request.
-func runLoad(ctx context.Context, url string, conc int, max int64) *loadResult {
-	r := &loadResult{byStatus: map[int]int64{}}
-	tr := &http.Transport{MaxIdleConnsPerHost: conc}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{
-		Transport:     tr,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// runLoad sends GET target from conc keep-alive clients until ctx is done
+// or max requests have been sent, through the project's one load generator.
+// A request reset by a dying worker is tried again, like Go's http.Transport
+// does (the kill tests count what the clients finally got); a 3xx or higher
+// counts as failed.
+func runLoad(ctx context.Context, target string, conc int, max int64) *loadResult {
+	u, err := url.Parse(target)
+	if err != nil {
+		return &loadResult{failed: 1, firstErr: err.Error()}
 	}
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil && sent.Add(1) <= max {
-				resp, err := client.Get(url)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				r.mu.Lock()
-				if err != nil || resp.StatusCode >= 300 {
-					r.failed.Add(1)
-					if r.firstErr == "" {
-						if err != nil {
-							r.firstErr = err.Error()
-						} else {
-							r.firstErr = resp.Status
-						}
-					}
-				} else {
-					r.ok.Add(1)
-				}
-				if err == nil {
-					r.byStatus[resp.StatusCode]++
-				}
-				r.mu.Unlock()
+	res, err := loadgen.Run(ctx, loadgen.Options{
+		URL: u.Scheme + "://" + u.Host, Mix: loadgen.Mix{{Path: u.Path, Weight: 1}},
+		Requests: int(min(max, loadgen.MaxRequests)), Duration: loadgen.MaxDuration,
+		Concurrency: conc, Attempts: 5,
+	})
+	if err != nil {
+		return &loadResult{failed: 1, firstErr: err.Error()}
+	}
+	r := &loadResult{byStatus: map[int]int64{}, firstErr: res.FirstError}
+	for k, n := range res.Counts {
+		switch {
+		case k.Status == 0:
+			r.failed += int64(n)
+		case k.Status >= 300:
+			r.failed += int64(n)
+			r.byStatus[k.Status] += int64(n)
+			if r.firstErr == "" {
+				r.firstErr = fmt.Sprintf("HTTP %d", k.Status)
 			}
-		}()
+		default:
+			r.ok += int64(n)
+			r.byStatus[k.Status] += int64(n)
+		}
 	}
-	wg.Wait()
 	return r
 }
 
@@ -92,6 +82,7 @@ type counterWatch struct {
 }
 
 func watchCounters(t *testing.T, exporterURL string) *counterWatch {
+	t.Helper()
 	w := &counterWatch{last: map[string]float64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -103,10 +94,15 @@ func watchCounters(t *testing.T, exporterURL string) *counterWatch {
 				return
 			case <-tick.C:
 			}
-			fams := stacktest.Scrape(t, exporterURL)
+			// Not stacktest.Scrape: t.Fatal must not be called from
+			// this goroutine. A failed scrape is just skipped.
+			fams, err := verify.Scrape(context.Background(), exporterURL)
+			if err != nil {
+				continue
+			}
 			w.mu.Lock()
 			w.scrapes++
-			for _, name := range []string{"request_count", "request_latency_seconds_count"} {
+			for _, name := range []string{"request_count", "request_latency_seconds"} {
 				for _, s := range stacktest.Samples(fams, name) {
 					key := name + fmt.Sprint(s.Labels)
 					if prev, ok := w.last[key]; ok && s.Value < prev {
@@ -143,14 +139,13 @@ func (w *counterWatch) result() ([]string, int) {
 // changing for a second (workers flush every 200ms) and returns it.
 func settledSum(t *testing.T, exporterURL, name string, match map[string]string) float64 {
 	t.Helper()
-	prev, stableSince := -1.0, time.Now()
-	var v float64
-	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {
-		v = stacktest.Sum(stacktest.Scrape(t, exporterURL), name, match)
-		if v != prev {
-			prev, stableSince = v, time.Now()
-		}
-		return time.Since(stableSince) >= time.Second, fmt.Sprintf("%s still changing: %v", name, v)
-	})
+	read := func(ctx context.Context) (float64, error) {
+		fams, err := verify.Scrape(ctx, exporterURL)
+		return verify.Sum(fams, name, match), err
+	}
+	v, ok, err := verify.Settle(context.Background(), read, func(a, b float64) bool { return a == b }, time.Second, 30*time.Second)
+	if err != nil || !ok {
+		t.Fatalf("%s did not settle within 30s (last %v): %v", name, v, err)
+	}
 	return v
 }

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -11,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/bridge"
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 // TestUnknownMetricsDropped: DogStatsD lines for names forkwatch does not
@@ -96,7 +98,7 @@ func scrapeText(t *testing.T, url string) string {
 func TestUnixgramTransport(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "statsd.sock")
 	udp := stacktest.FreeAddr(t, true)
-	exporter := stacktest.ExporterWith(t, bridge.Config{StatsdAddr: udp, Unixgram: sock, UnixgramOnly: true})
+	exporter := stacktest.ExporterWith(t, launch.Config{StatsdAddr: udp, Unixgram: sock, UnixgramOnly: true})
 	if want := "unixgram://" + sock; exporter.StatsdAddr != want {
 		t.Fatalf("exporter.StatsdAddr = %q, want %q", exporter.StatsdAddr, want)
 	}
@@ -143,7 +145,7 @@ func TestUnixgramTransport(t *testing.T) {
 			if got := stacktest.Sum(fams, "request_count", map[string]string{"endpoint": e}); got != float64(n) {
 				diff += fmt.Sprintf(" %s=%v (want %d)", e, got, n)
 			}
-			if got := stacktest.Sum(fams, "request_latency_seconds_count", map[string]string{"endpoint": e}); got != float64(n) {
+			if got := stacktest.Sum(fams, "request_latency_seconds", map[string]string{"endpoint": e}); got != float64(n) {
 				diff += fmt.Sprintf(" latency %s=%v (want %d)", e, got, n)
 			}
 		}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -15,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/internal/proctree"
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 var readyLine = regexp.MustCompile(`msg="worker ready" worker=\d+ pid=(\d+)`)
@@ -80,19 +82,19 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	took := time.Since(start)
 
 	counted := settledSum(t, exporter.URL, "request_count", testOK)
-	histo := settledSum(t, exporter.URL, "request_latency_seconds_count", map[string]string{"endpoint": "/test/"})
+	histo := settledSum(t, exporter.URL, "request_latency_seconds", map[string]string{"endpoint": "/test/"})
 	decreases, scrapes := watch.result()
 	if len(decreases) > 0 {
 		t.Errorf("counters went down in %d of %d scrapes: %v", len(decreases), scrapes, decreases)
 	}
-	ok, failed := float64(res.ok.Load()), float64(res.failed.Load())
+	ok, failed := float64(res.ok), float64(res.failed)
 	lost := ok - counted
 	// What the victim may not have flushed is bounded twice over: by what it
 	// handled at all (the requests answered minus what every other worker
 	// reports handling when the pool stops), and by what the whole pool
 	// handles in one client aggregation interval (200ms) plus one buffer
 	// flush interval (100ms), with margin.
-	app.Stop(t, 20*time.Second)
+	app.StopWithin(t, 20*time.Second)
 	others := 0
 	for pid, n := range handledPerWorker(app.Log()) {
 		if pid != victim {
@@ -108,8 +110,8 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	if histo != counted {
 		t.Errorf("latency count %v != request count %v", histo, counted)
 	}
-	if respawn > time.Second {
-		t.Logf("respawn took %s (over the 1 s the acceptance check holds)", respawn)
+	if respawn > 2*time.Second {
+		t.Errorf("respawn took %s, want under 2 s (the acceptance check holds 1 s; this machine is noisy)", respawn)
 	}
 	if restarts := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "crash"}); restarts != 1 {
 		t.Errorf("forkwatch_worker_restarts_total{reason=crash} = %v, want 1", restarts)
@@ -151,12 +153,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	})
 	cancel()
 	res := wait()
-	if res.failed.Load() != 0 {
+	if res.failed != 0 {
 		t.Errorf("requests failed during reload: %s", res)
 	}
 	counted := settledSum(t, exporter.URL, "request_count", testOK)
-	if counted != float64(res.ok.Load()) {
-		t.Errorf("exporter counted %v, clients got %d responses: %v lost", counted, res.ok.Load(), float64(res.ok.Load())-counted)
+	if counted != float64(res.ok) {
+		t.Errorf("exporter counted %v, clients got %d responses: %v lost", counted, res.ok, float64(res.ok)-counted)
 	}
 	if n := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "reload"}); n != 5 {
 		t.Errorf("restarts with reason reload = %v, want 5", n)
@@ -215,8 +217,8 @@ func TestStopUnderLoad(t *testing.T) {
 		}
 	}
 	counted := settledSum(t, exporter.URL, "request_count", testOK)
-	if counted != float64(res.ok.Load()) {
-		t.Errorf("exporter counted %v /test/ responses, clients got %d", counted, res.ok.Load())
+	if counted != float64(res.ok) {
+		t.Errorf("exporter counted %v /test/ responses, clients got %d", counted, res.ok)
 	}
 	slowCounted := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "request_count", map[string]string{"endpoint": "/slow/"})
 	if slowCounted != slow {
@@ -268,7 +270,7 @@ func TestRecycle(t *testing.T) {
 	app := stacktest.StartApp(t, 2, "-statsd-addr", exporter.StatsdAddr, "-max-requests", "300", "-max-requests-jitter", "50")
 	const n = 3000
 	res := runLoad(context.Background(), app.URL+"/test/", 4, n)
-	if res.failed.Load() != 0 || res.ok.Load() != n {
+	if res.failed != 0 || res.ok != n {
 		t.Errorf("across recycles: %s, want %d ok", res, n)
 	}
 	counted := settledSum(t, exporter.URL, "request_count", testOK)
@@ -286,7 +288,7 @@ func TestRecycle(t *testing.T) {
 // exit non-zero with the worker's error, quickly.
 func TestStartupFailure(t *testing.T) {
 	addr := stacktest.FreeAddr(t, false)
-	cmd := exec.Command(testApp(t), "-listen", addr, "-metrics=false")
+	cmd := exec.Command(testApp(t), "-listen", addr, "-no-metrics")
 	cmd.Env = append(os.Environ(), "TESTAPP_FAIL=config file /etc/shop.yml: no such file")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	t.Cleanup(func() {
@@ -328,7 +330,7 @@ func runWithTimeout(cmd *exec.Cmd, d time.Duration) (string, error) {
 
 // TestScaleSignals: SIGTTIN adds a worker, SIGTTOU removes one.
 func TestScaleSignals(t *testing.T) {
-	app := stacktest.StartApp(t, 2, "-metrics=false")
+	app := stacktest.StartApp(t, 2, "-no-metrics")
 	app.Signal(syscall.SIGTTIN)
 	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
 		return len(app.Workers()) == 3 && len(readyPIDs(app.Log())) == 3, fmt.Sprintf("workers %v", app.Workers())
@@ -356,7 +358,7 @@ func TestScaleSignals(t *testing.T) {
 // TestSecondSignalForcesStop: with a request that will never finish, the
 // first SIGTERM waits for the grace period; a second one stops at once.
 func TestSecondSignalForcesStop(t *testing.T) {
-	app := stacktest.StartBinary(t, testApp(t), 1, "-metrics=false", "-grace", "60s", "-hang-timeout", "0")
+	app := stacktest.StartBinary(t, testApp(t), 1, "-no-metrics", "-grace", "60s", "-hang-timeout", "0")
 	go func() {
 		c := &http.Client{Timeout: 30 * time.Second}
 		if resp, err := c.Get(app.URL + "/hang/"); err == nil {
@@ -406,7 +408,7 @@ func TestSilentWorker(t *testing.T) {
 // TestCrashLoopBacksOff: a slot whose worker keeps crashing right after it
 // starts is respawned with growing delays, and never given up.
 func TestCrashLoopBacksOff(t *testing.T) {
-	app := stacktest.StartBinary(t, testApp(t), 1, "-metrics=false")
+	app := stacktest.StartBinary(t, testApp(t), 1, "-no-metrics")
 	client := &http.Client{Timeout: 5 * time.Second}
 	const crashes = 4
 	for i := 1; i <= crashes; i++ {
@@ -443,7 +445,7 @@ func TestReusePort(t *testing.T) {
 	if got := settledSum(t, exporter.URL, "request_count", testOK); got != n {
 		t.Errorf("counted %v, want %d", got, n)
 	}
-	app.Stop(t, 20*time.Second)
+	app.StopWithin(t, 20*time.Second)
 	busy := 0
 	for _, h := range handledPerWorker(app.Log()) {
 		if h > 0 {

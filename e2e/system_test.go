@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e holds the tests that run whole stacks: the real webapp binary
 // (supervisor and workers), the real statsd_exporter and, where a test says
 // so, the real Prometheus, on free loopback ports. They run one at a time
@@ -14,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 // demoCase is one kind of request of the fixed mix and what must come back.
@@ -113,7 +115,7 @@ func TestSystem(t *testing.T) {
 	}
 
 	// Which workers served: each reports its total when it exits.
-	if code := app.Stop(t, 20*time.Second); code != 0 {
+	if code := app.StopWithin(t, 20*time.Second); code != 0 {
 		t.Errorf("supervisor exit code %d, want 0", code)
 	}
 	served := handledPerWorker(app.Log())

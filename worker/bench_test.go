@@ -9,8 +9,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
-	"forkwatch/audit"
-	"forkwatch/statsd"
+	"github.com/forkwatch/forkwatch/internal/ledger"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 // The middleware's hot path, with metrics and without. Run with
@@ -52,7 +52,7 @@ func benchRecorders(b *testing.B) []struct {
 	}{
 		{"nil", nil},
 		{"statsd", client},
-		{"statsd+tally", Tee(client, &audit.Tally{})},
+		{"statsd+tally", Tee(client, &ledger.Tally{})},
 	}
 }
 
@@ -67,7 +67,10 @@ func benchRoutes() *Mux {
 func BenchmarkMiddleware(b *testing.B) {
 	for _, rc := range benchRecorders(b) {
 		b.Run(rc.name, func(b *testing.B) {
-			s := New(benchRoutes(), Options{Recorder: rc.rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			s, err := New(benchRoutes(), Options{Recorder: rc.rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
 			var req fasthttp.Request
 			req.SetRequestURI("http://bench/test/")
 			var ctx fasthttp.RequestCtx
@@ -91,7 +94,10 @@ func BenchmarkMiddleware(b *testing.B) {
 func BenchmarkServe(b *testing.B) {
 	for _, rc := range benchRecorders(b) {
 		b.Run(rc.name, func(b *testing.B) {
-			s := New(benchRoutes(), Options{Recorder: rc.rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			s, err := New(benchRoutes(), Options{Recorder: rc.rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
 			ln := fasthttputil.NewInmemoryListener()
 			go func() { _ = s.Serve(ln) }()
 			b.Cleanup(func() { ln.Close() })

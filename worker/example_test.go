@@ -8,7 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"forkwatch/worker"
+	"github.com/forkwatch/forkwatch/worker"
 )
 
 // printRecorder shows what a Recorder receives; an application plugs in
@@ -27,7 +27,10 @@ func Example() {
 	mux.Handle("/orders/{id}", func(ctx *fasthttp.RequestCtx) {
 		fmt.Fprintf(ctx, "order %s", ctx.UserValue("id"))
 	})
-	srv := worker.New(mux, worker.Options{Recorder: printRecorder{}})
+	srv, err := worker.New(mux, worker.Options{Recorder: printRecorder{}})
+	if err != nil {
+		panic(err)
+	}
 
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go srv.Serve(ln)

@@ -59,7 +59,10 @@ func BenchmarkLinger(b *testing.B) {
 
 func serveBench(b *testing.B, opts Options) string {
 	b.Helper()
-	s := New(okRoutes(), opts)
+	s, err := New(okRoutes(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

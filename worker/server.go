@@ -89,6 +89,11 @@ type Options struct {
 	// MaxRequests, if set, closes the channel Full returns once this many
 	// requests have finished, so the worker can ask to be recycled at once.
 	MaxRequests uint64
+	// Configure, if set, is called with the fasthttp.Server once New has
+	// set it up, to change settings these Options do not name (Concurrency
+	// limits, ReduceMemoryUsage, TLS config, ...). It must leave Handler and
+	// ErrorHandler alone: they are the recording middleware.
+	Configure func(*fasthttp.Server)
 }
 
 // Validate reports the first option that cannot work.
@@ -148,11 +153,13 @@ type Server struct {
 	linger   time.Duration
 }
 
-// New returns a Server for routes. It panics if opts do not Validate; check
-// them first where they come from users.
-func New(routes Routes, opts Options) *Server {
+// New returns a Server for routes, or the first option that cannot work.
+func New(routes Routes, opts Options) (*Server, error) {
+	if routes == nil {
+		return nil, errors.New("worker: no routes")
+	}
 	if err := opts.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	opts.setDefaults()
 	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{}), linger: opts.Linger}
@@ -175,7 +182,10 @@ func New(routes Routes, opts Options) *Server {
 		NoDefaultDate:         false,
 		Logger:                fasthttpLogger{opts.Logger},
 	}
-	return s
+	if opts.Configure != nil {
+		opts.Configure(s.srv)
+	}
+	return s, nil
 }
 
 // Serve serves ln until Shutdown; it returns nil after Shutdown.

@@ -48,7 +48,10 @@ func serveOn(t *testing.T, ln net.Listener, routes Routes, opts Options) (*Serve
 	t.Helper()
 	rec := &memRecorder{}
 	opts.Recorder = rec
-	s := New(routes, opts)
+	s, err := New(routes, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {

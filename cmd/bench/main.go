@@ -30,9 +30,10 @@ import (
 	"syscall"
 	"time"
 
-	"forkwatch/audit"
-	"forkwatch/bridge"
-	"forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/internal/verify"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 // options are bench's flags.
@@ -63,7 +64,7 @@ func mainErr() int {
 	o := options{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.root, "root", ".", "project `root`")
-	fs.StringVar(&o.seed, "seed", "../shared/peers/seed-flask", "`directory` of the Python original (app.py, mapping.yml)")
+	fs.StringVar(&o.seed, "original", "cmd/bench/original", "`directory` of the Python original (app.py)")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown `file` to write")
 	fs.StringVar(&o.webapp, "webapp", "bin/webapp", "webapp `binary`")
 	fs.IntVar(&o.rounds, "rounds", 6, "throughput rounds; each measures all three, in alternating order")
@@ -110,8 +111,8 @@ type target struct {
 	name     string
 	url      string // the URL wrk and hey hit
 	master   int    // the supervisor's or uwsgi master's PID; workers are its children
-	exporter *bridge.Process
-	prom     *bridge.Process
+	exporter *launch.Process
+	prom     *launch.Process
 	commands []string
 }
 
@@ -142,7 +143,7 @@ func benchmark(ctx context.Context, o options) error {
 		}
 	}
 	if _, err := os.Stat(filepath.Join(o.seed, "app.py")); err != nil {
-		return fmt.Errorf("the Python original: %w (set -seed)", err)
+		return fmt.Errorf("the Python original: %w (set -original)", err)
 	}
 	for _, a := range []string{o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
 		o.ports.productProm, o.ports.seedExporter, o.ports.seedProm, o.ports.admin} {
@@ -185,7 +186,7 @@ func benchmark(ctx context.Context, o options) error {
 
 	// The three systems, all started before any measurement and left idle
 	// while the others are measured.
-	base, stopBase, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-metrics=false")
+	base, stopBase, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
 	if err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func benchmark(ctx context.Context, o options) error {
 	prod.exporter, prod.prom = pexp, pprom
 	prod.commands = append(cmds, prod.commands...)
 
-	sexp, sprom, cmds, err := startBridge(ctx, o, tmp, "original", filepath.Join(o.seed, "mapping.yml"),
+	sexp, sprom, cmds, err := startBridge(ctx, o, tmp, "original", filepath.Join(o.root, "mapping.yml"),
 		o.ports.seedStatsd, o.ports.seedExporter, o.ports.seedProm, log)
 	if err != nil {
 		return err
@@ -259,12 +260,12 @@ func benchmark(ctx context.Context, o options) error {
 	rep.heyCmd = fmt.Sprintf("hey -n %d -c %d %s/test/", o.satN, o.satConns, "http://"+o.ports.product)
 
 	fmt.Println("audit: the workers' ledger against Prometheus ...")
-	ar, err := audit.Wait(ctx, &audit.Prometheus{URL: pprom.URL}, "http://"+o.ports.admin, 60*time.Second, time.Second)
+	ar, _, err := verify.WaitAudit(ctx, &verify.Prometheus{URL: pprom.URL}, "http://"+o.ports.admin, 60*time.Second, time.Second)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	rep.audit = ar
-	ar.Print(os.Stdout)
+	_ = ar.Print(os.Stdout)
 
 	// Stop everything before writing, so the webapp's own shutdown line
 	// (metric send errors) is in its log.
@@ -287,23 +288,23 @@ func benchmark(ctx context.Context, o options) error {
 // startBridge starts an exporter (with the given mapping) and a Prometheus
 // that scrapes it, with forkwatch's own flags and config.
 func startBridge(ctx context.Context, o options, tmp, name, mapping, statsdAddr, exporterAddr, promAddr string,
-	log *slog.Logger) (*bridge.Process, *bridge.Process, []string, error) {
-	cfg := bridge.Config{
+	log *slog.Logger) (*launch.Process, *launch.Process, []string, error) {
+	cfg := launch.Config{
 		Root: o.root, Dir: filepath.Join(tmp, name+"-prometheus"), Mapping: mapping,
 		StatsdAddr: statsdAddr, ExporterAddr: exporterAddr, PrometheusAddr: promAddr, Logger: log,
 	}
-	exp, err := bridge.StartExporter(ctx, cfg)
+	exp, err := launch.StartExporter(ctx, cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	prom, err := bridge.StartPrometheus(ctx, cfg)
+	prom, err := launch.StartPrometheus(ctx, cfg)
 	if err != nil {
 		_ = exp.Stop(5 * time.Second)
 		return nil, nil, nil, err
 	}
 	cmds := []string{
-		"statsd_exporter " + strings.Join(bridge.ExporterFlags(statsdAddr, exporterAddr, mapping), " "),
-		"prometheus (bridge.StartPrometheus: the project's prometheus.yml, scrape every 2s) on " + promAddr,
+		"statsd_exporter " + strings.Join(launch.ExporterFlags(statsdAddr, exporterAddr, mapping), " "),
+		"prometheus (launch.StartPrometheus: the project's prometheus.yml, scrape every 2s) on " + promAddr,
 	}
 	return exp, prom, cmds, nil
 }
@@ -435,7 +436,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 		if t.exporter == nil {
 			return 0
 		}
-		v, _ := scrapeSum(t.exporter.URL, "statsd_exporter_udp_packets_total", "")
+		v, _ := scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
 		return v
 	}
 	w0, e0, p0 := cpu()
@@ -532,7 +533,7 @@ var dropCounters = []string{
 
 // satSeries selects the series the saturation runs hit (label text as the
 // exporter writes it: names sorted).
-const satSeries = `app_name="webapp",endpoint="/test/"`
+var satSeries = map[string]string{"app_name": "webapp", "endpoint": "/test/"}
 
 // saturate sends exactly o.satN requests as fast as hey can and compares the
 // responses with what the exporter counted.
@@ -542,19 +543,19 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 		// Only the series hey hits: a connection that wrk cut mid-request
 		// earlier is answered 408 under "unmatched" when its read timeout
 		// ends, which may fall inside this run.
-		if rc, err = scrapeSum(t.exporter.URL, "request_count", satSeries); err != nil {
+		if rc, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, satSeries); err != nil {
 			return
 		}
-		if hist, err = scrapeSum(t.exporter.URL, "request_latency_seconds_count", satSeries); err != nil {
+		if hist, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestLatency, satSeries); err != nil {
 			return
 		}
-		if all, err = scrapeSum(t.exporter.URL, "request_count", `app_name="webapp"`); err != nil {
+		if all, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, map[string]string{"app_name": "webapp"}); err != nil {
 			return
 		}
-		udp, _ = scrapeSum(t.exporter.URL, "statsd_exporter_udp_packets_total", "")
+		udp, _ = scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
 		drops = map[string]float64{}
 		for _, d := range dropCounters {
-			drops[d], _ = scrapeSum(t.exporter.URL, d, "")
+			drops[d], _ = scrapeSum(ctx, t.exporter.URL, d, nil)
 		}
 		return
 	}
@@ -595,65 +596,22 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 // and then not changed for a second, at most 30s: the workers flush every
 // 200ms, so a second without change means nothing is on the way.
 func settle(ctx context.Context, t *target, want float64) error {
-	deadline := time.Now().Add(30 * time.Second)
-	last, since := -1.0, time.Now()
-	for time.Now().Before(deadline) {
-		v, err := scrapeSum(t.exporter.URL, "request_count", satSeries)
-		if err != nil {
-			return err
-		}
-		if v != last {
-			last, since = v, time.Now()
-		}
-		if v >= want && time.Since(since) >= time.Second {
-			return nil
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
+	read := func(ctx context.Context) (float64, error) {
+		return scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, satSeries)
 	}
-	return nil // the comparison will show what is missing
+	reached := func(a, b float64) bool { return a == b && b >= want }
+	_, _, err := verify.Settle(ctx, read, reached, time.Second, 30*time.Second)
+	return err // if it did not settle, the comparison will show what is missing
 }
 
-// scrapeSum adds up the samples of metric name on an exporter whose label
-// text contains labels.
-func scrapeSum(baseURL, name, labels string) (float64, error) {
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(baseURL + "/metrics")
+// scrapeSum adds up the samples of metric name of the saturation series
+// on an exporter.
+func scrapeSum(ctx context.Context, baseURL, name string, match map[string]string) (float64, error) {
+	fams, err := verify.Scrape(ctx, baseURL)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", baseURL, err)
+		return 0, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", baseURL, err)
-	}
-	var total float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		series, value, ok := cutLast(line, ' ')
-		if !ok {
-			continue
-		}
-		metric, lbls, _ := strings.Cut(series, "{")
-		if metric != name || !strings.Contains(lbls, labels) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(value, &v); err == nil {
-			total += v
-		}
-	}
-	return total, nil
-}
-
-func cutLast(s string, sep byte) (string, string, bool) {
-	i := strings.LastIndexByte(s, sep)
-	if i < 0 {
-		return s, "", false
-	}
-	return s[:i], s[i+1:], true
+	return verify.Sum(fams, name, match), nil
 }
 
 // sendErrors reads the webapp's log for the metric send errors its workers

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"forkwatch/audit"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // report gathers one bench run's results and renders them.
@@ -20,7 +20,7 @@ type report struct {
 	targets    []*target
 	results    [][]measurement // per target, per round
 	sat        []satRun
-	audit      audit.Report
+	audit      verify.Report
 	sendErrors string
 	goBench    string
 	goBenchCmd string
@@ -303,9 +303,9 @@ func (r *report) markdown() string {
 	b.WriteString(r.satTable())
 	fmt.Fprintf(&b, "\nThe workers' own metric send errors (logged by each worker at exit): %s.\n", r.sendErrors)
 
-	b.WriteString("\n## The accounting audit after the run\n\n`webapp audit` logic (audit.Wait) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, throughput rounds and saturation runs):\n\n```\n")
+	b.WriteString("\n## The accounting audit after the run\n\n`webapp audit` logic (verify.WaitAudit) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, throughput rounds and saturation runs):\n\n```\n")
 	var ab strings.Builder
-	r.audit.Print(&ab)
+	_ = r.audit.Print(&ab)
 	b.WriteString(ab.String())
 	b.WriteString("```\n")
 

@@ -1,8 +1,13 @@
 // Command stack is what `make run` starts: statsd_exporter and Prometheus
-// (through the bridge package, with the project's flags and configs) and the
+// (through package launch, with the project's flags and configs) and the
 // webapp supervisor with its workers, all on loopback. It prints the URLs to
-// open, and on Ctrl-C (SIGINT to the whole process group) or SIGTERM it stops
-// all of them and waits until they are gone.
+// open. On Ctrl-C, SIGTERM or a terminal hangup it stops them in order and
+// waits until they are gone: the webapp first (its workers drain and flush
+// their last counts), then Prometheus after one more scrape, then the
+// exporter. The children run in process groups of their own, so the
+// terminal's Ctrl-C reaches only this program; a second Ctrl-C, a second or
+// more after the first, is passed on and makes the supervisor kill its
+// workers at once.
 package main
 
 import (
@@ -13,13 +18,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"forkwatch/bridge"
+	"github.com/forkwatch/forkwatch/internal/launch"
 )
 
 func main() {
@@ -29,10 +33,10 @@ func main() {
 func run() int {
 	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
 	appAddr := fs.String("app", "127.0.0.1:5000", "webapp listen `address`")
-	statsdAddr := fs.String("statsd", bridge.DefaultStatsdAddr, "exporter DogStatsD `address` (UDP and TCP)")
+	statsdAddr := fs.String("statsd", launch.DefaultStatsdAddr, "exporter DogStatsD `address` (UDP and TCP)")
 	unixgram := fs.String("statsd-unixgram", "", "send DogStatsD over a Unix datagram socket at `path` (mode 0660) instead; the exporter then has no UDP/TCP listener")
-	exporterAddr := fs.String("exporter", bridge.DefaultExporterAddr, "exporter web `address`")
-	promAddr := fs.String("prometheus", bridge.DefaultPrometheusAddr, "Prometheus web `address`")
+	exporterAddr := fs.String("exporter", launch.DefaultExporterAddr, "exporter web `address`")
+	promAddr := fs.String("prometheus", launch.DefaultPrometheusAddr, "Prometheus web `address`")
 	webapp := fs.String("webapp", "bin/webapp", "webapp `binary`")
 	adminAddr := fs.String("admin", "127.0.0.1:5050", "the supervisor's admin `address` for `webapp audit` (empty: off)")
 	dir := fs.String("dir", ".run", "`directory` for Prometheus's config and data")
@@ -51,14 +55,24 @@ func run() int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "stack")
 
-	// Signals are ours to turn into a stop; the children get Ctrl-C from the
-	// terminal themselves, and a SIGTERM sent to us alone is passed on.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// Signals are ours to turn into a stop (the children are in groups of
+	// their own); a second one is passed on to the webapp.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { <-sigs; cancel() }()
+	var app *launch.Process
+	appStarted := make(chan struct{})
+	go func() {
+		<-sigs
+		cancel()
+		<-appStarted
+		for sig := range sigs {
+			log.Warn("second stop signal: passing it on to the webapp", "signal", sig)
+			_ = app.Signal(sig)
+		}
+	}()
 
 	promDir, err := filepath.Abs(filepath.Join(*dir, "prometheus"))
 	if err != nil {
@@ -72,7 +86,7 @@ func run() int {
 		log.Error("clear Prometheus data", "dir", promDir, "err", err)
 		return 1
 	}
-	cfg := bridge.Config{
+	cfg := launch.Config{
 		Root: *root, Dir: promDir,
 		StatsdAddr: *statsdAddr, ExporterAddr: *exporterAddr, PrometheusAddr: *promAddr,
 		Stdout: os.Stdout, Stderr: os.Stderr, Logger: log,
@@ -84,27 +98,29 @@ func run() int {
 		}
 		cfg.UnixgramOnly = true
 	}
-	exporter, err := bridge.StartExporter(ctx, cfg)
+	exporter, err := launch.StartExporter(ctx, cfg)
 	if err != nil {
 		log.Error("start exporter", "err", err)
 		return 1
 	}
 	defer stop(log, exporter)
-	prom, err := bridge.StartPrometheus(ctx, cfg)
+	prom, err := launch.StartPrometheus(ctx, cfg)
 	if err != nil {
 		log.Error("start Prometheus", "err", err)
 		return 1
 	}
 	defer stop(log, prom)
 
-	app := exec.Command(*webapp, "-listen", *appAddr, "-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr)
-	app.Stdout, app.Stderr = os.Stdout, os.Stderr
-	if err := app.Start(); err != nil {
+	app, err = launch.StartWebapp(launch.Webapp{
+		Bin: *webapp, Addr: *appAddr,
+		Args:   []string{"-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr},
+		Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if err != nil {
 		log.Error("start webapp", "err", err)
 		return 1
 	}
-	appDone := make(chan error, 1)
-	go func() { appDone <- app.Wait() }()
+	close(appStarted)
 
 	query := url.QueryEscape(`sum by (endpoint, http_status) (request_count)`)
 	fmt.Printf(`
@@ -118,22 +134,13 @@ Ctrl-C stops everything.
 
 `, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(*webapp, prom.URL, *adminAddr))
 
-	code, appExited := 0, false
+	code := 0
 	select {
 	case <-ctx.Done():
-		// Ctrl-C reached the webapp too; a SIGTERM to us alone did not.
-		_ = app.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-appDone:
-		case <-time.After(20 * time.Second):
-			log.Warn("webapp did not stop in time: killing it")
-			_ = app.Process.Kill()
-			<-appDone
-		}
-		appExited = true
-	case err := <-appDone:
-		log.Error("webapp exited", "err", err)
-		code, appExited = 1, true
+		log.Info("stopping: the webapp drains, then Prometheus scrapes once more, then the exporter stops")
+	case <-app.Done():
+		log.Error("webapp exited", "err", app.Err())
+		code = 1
 	case <-exporter.Done():
 		log.Error("statsd_exporter exited")
 		code = 1
@@ -141,12 +148,27 @@ Ctrl-C stops everything.
 		log.Error("Prometheus exited")
 		code = 1
 	}
-	if !appExited {
-		_ = app.Process.Signal(syscall.SIGTERM)
-		<-appDone
+	// The supervisor's own grace is -grace plus a flush; it stops by itself.
+	if err := app.Stop(appStopTimeout); err != nil {
+		log.Warn("stop", "process", app.Name, "err", err)
+	}
+	// One more scrape interval, so Prometheus has the final flushes.
+	select {
+	case <-time.After(lastScrape):
+	case <-prom.Done():
+	case <-exporter.Done():
 	}
 	return code
 }
+
+const (
+	// appStopTimeout bounds the webapp's stop: its -grace (10s) plus the
+	// workers' final flush and a margin.
+	appStopTimeout = 20 * time.Second
+	// lastScrape is Prometheus's scrape interval (prometheus.yml) plus a
+	// margin: after it, the counts the workers flushed at exit are stored.
+	lastScrape = 2500 * time.Millisecond
+)
 
 // auditHint is the command that audits this stack, for the banner.
 func auditHint(webapp, promURL, adminAddr string) string {
@@ -156,7 +178,7 @@ func auditHint(webapp, promURL, adminAddr string) string {
 	return fmt.Sprintf("%s audit -prometheus %s -admin http://%s", webapp, promURL, adminAddr)
 }
 
-func stop(log *slog.Logger, p *bridge.Process) {
+func stop(log *slog.Logger, p *launch.Process) {
 	if err := p.Stop(10 * time.Second); err != nil {
 		log.Warn("stop", "process", p.Name, "err", err)
 	}

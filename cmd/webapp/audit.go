@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"forkwatch/audit"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // runAudit compares the supervisor's ledger (-admin) with the raw
@@ -40,16 +40,20 @@ and exporter restarts included). Exit 1 if any series is missing counts.`)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+time.Minute)
 	defer cancel()
-	r, err := audit.Wait(ctx, &audit.Prometheus{URL: *promURL}, *adminURL, *wait, time.Second)
+	r, snap, err := verify.WaitAudit(ctx, &verify.Prometheus{URL: *promURL}, *adminURL, *wait, time.Second)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "webapp audit: %v\n", err)
 		return 1
 	}
-	r.Print(os.Stdout)
-	if !r.OK() {
-		fmt.Printf("MISMATCH: %d served, %d seen by Prometheus, %d missing\n", r.Served, r.Seen, r.Missing)
+	fmt.Printf("app_name=%s, pool started %s\n", snap.AppName, snap.Started.Format(time.RFC3339))
+	if err := r.Print(os.Stdout); err != nil {
 		return 1
 	}
-	fmt.Printf("exact: %d served, %d seen by Prometheus\n", r.Served, r.Seen)
+	served, seen := r.Totals()
+	if !r.OK() {
+		fmt.Printf("MISMATCH: %d served, %d seen by Prometheus, %d missing\n", served, seen, served-seen)
+		return 1
+	}
+	fmt.Printf("exact: %d served, %d seen by Prometheus\n", served, seen)
 	return 0
 }

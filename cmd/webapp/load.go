@@ -16,8 +16,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 
-	"forkwatch/loadgen"
-	"forkwatch/tally"
+	"github.com/forkwatch/forkwatch/internal/loadgen"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // defaultMix covers every kind of answer the demo gives: 200, 500, the 301
@@ -44,7 +44,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	mix := fs.String("mix", defaultMix, "`paths` and weights: path=weight,...")
 	exporter := fs.String("exporter", "http://127.0.0.1:9102", "statsd_exporter `URL` to read the totals before the load from (\"\": use Prometheus)")
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`, for the totals if the exporter cannot be read")
-	record := fs.String("record", tally.DefaultRecordPath, "`file` to save the record for webapp verify (\"\": no record, no baseline)")
+	record := fs.String("record", verify.DefaultRecordPath, "`file` to save the record for webapp verify (\"\": no record, no baseline)")
 	timeout := fs.Duration("timeout", loadgen.DefaultRequestTimeout, "limit for one request")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,7 +82,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rec := &tally.Record{URL: *base, Mix: m.String()}
+	rec := &verify.Record{URL: *base, Mix: m.String()}
 	if *record != "" {
 		if err := recordBaseline(ctx, rec, *exporter, *prom, stderr); err != nil {
 			fmt.Fprintf(stderr, "webapp load: %v\n", err)
@@ -101,7 +101,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	rec.Finished = time.Now()
 	rec.Errors = res.Errors
 	for k, v := range res.Counts {
-		rec.Sent = append(rec.Sent, tally.Sent{Path: k.Path, Endpoint: endpointOf(k.Path), Status: k.Status, Count: v})
+		rec.Sent = append(rec.Sent, verify.Sent{Path: k.Path, Endpoint: endpointOf(k.Path), Status: k.Status, Count: v})
 	}
 	sort.Slice(rec.Sent, func(i, j int) bool {
 		a, b := rec.Sent[i], rec.Sent[j]
@@ -136,11 +136,11 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 // recordBaseline reads the totals before the load: from the exporter (which
 // has them the moment the workers flush) after they settle, else from
 // Prometheus (up to one scrape interval behind).
-func recordBaseline(ctx context.Context, rec *tally.Record, exporter, prom string, stderr io.Writer) error {
+func recordBaseline(ctx context.Context, rec *verify.Record, exporter, prom string, stderr io.Writer) error {
 	if exporter != "" {
-		t, settled, err := tally.Settle(ctx, func(ctx context.Context) (tally.Totals, error) {
-			return tally.FromExporter(ctx, exporter)
-		}, settleQuiet, settleMax)
+		t, settled, err := verify.Settle(ctx, func(ctx context.Context) (verify.Totals, error) {
+			return verify.FromExporter(ctx, exporter)
+		}, verify.Equal, settleQuiet, settleMax)
 		if err == nil {
 			if !settled {
 				fmt.Fprintf(stderr, "webapp load: warning: the exporter's totals kept changing for %s: other traffic is running, verify will see it\n", settleMax)
@@ -154,7 +154,7 @@ func recordBaseline(ctx context.Context, rec *tally.Record, exporter, prom strin
 	if prom == "" {
 		return errors.New("no exporter or Prometheus to read the totals before the load from (or give -record \"\")")
 	}
-	t, err := tally.FromPrometheus(ctx, prom)
+	t, err := (&verify.Prometheus{URL: prom}).Totals(ctx)
 	if err != nil {
 		return fmt.Errorf("totals before the load: %w", err)
 	}
@@ -175,7 +175,7 @@ func endpointOf(path string) string {
 	return ep
 }
 
-func printSent(w io.Writer, sent []tally.Sent) {
+func printSent(w io.Writer, sent []verify.Sent) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "path\tendpoint\tstatus\trequests")
 	for _, s := range sent {

@@ -1,5 +1,5 @@
 // Command webapp is forkwatch's demo application: the Flask demo's routes
-// served by a supervisor and prefork fasthttp workers (package prefork), every
+// served by a supervisor and prefork fasthttp workers (package forkwatch), every
 // request counted and timed as DogStatsD metrics for statsd_exporter.
 //
 // The same binary is the supervisor and, re-executed by it, each worker.
@@ -11,8 +11,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"forkwatch/prefork"
-	"forkwatch/worker"
+	"github.com/forkwatch/forkwatch"
+	"github.com/forkwatch/forkwatch/worker"
 )
 
 const about = `webapp: the forkwatch demo app: a supervisor and prefork fasthttp workers that
@@ -44,7 +44,7 @@ func run(args []string) int {
 			return runAudit(args[1:])
 		}
 	}
-	return prefork.Main(prefork.App{Name: "webapp", About: about, Routes: routes}, args)
+	return forkwatch.Main(forkwatch.App{Name: "webapp", About: about, Routes: routes, Args: args})
 }
 
 // routes are the Flask demo's routes.

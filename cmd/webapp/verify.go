@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"forkwatch/tally"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // verifyPoll is how often verify asks Prometheus again while counts are
@@ -29,7 +29,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("webapp verify", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`")
-	record := fs.String("record", tally.DefaultRecordPath, "the load's record `file` (written by webapp load)")
+	record := fs.String("record", verify.DefaultRecordPath, "the load's record `file` (written by webapp load)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for Prometheus to scrape the last counts")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,7 +50,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "webapp verify: -wait %s: must not be negative\n", *wait)
 		return 2
 	}
-	rec, err := tally.Load(*record)
+	rec, err := verify.Load(*record)
 	if err != nil {
 		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
 		return 1
@@ -62,20 +62,21 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	// the load ended (and the workers flushed), and nothing the load sent
 	// is missing: counters only grow, so more than sent stays more.
 	deadline := time.Now().Add(*wait)
-	var lines []tally.Line
+	p := &verify.Prometheus{URL: *prom}
+	var r verify.Report
 	for {
-		now, err := tally.FromPrometheus(ctx, *prom)
+		now, err := p.Totals(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
 			return 1
 		}
-		lines = tally.Compare(rec, now)
-		scraped, ok, err := tally.LastScrape(ctx, *prom)
+		r = verify.CompareLoad(rec, now)
+		scraped, ok, err := p.LastScrape(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
 			return 1
 		}
-		final := ok && scraped.After(rec.Finished.Add(flushMargin)) && !missing(lines)
+		final := ok && scraped.After(rec.Finished.Add(flushMargin)) && !r.Missing()
 		if final || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -87,35 +88,25 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 
 	fmt.Fprintf(stdout, "load of %s at %s (%s), mix %s\n", rec.URL, rec.Started.Format(time.RFC3339),
 		rec.Finished.Sub(rec.Started).Round(time.Millisecond), rec.Mix)
-	fmt.Fprintf(stdout, "Prometheus %s: %s, increase since the load started vs what the load sent\n\n", *prom, tally.Query)
-	if err := tally.WriteTable(stdout, lines); err != nil {
+	fmt.Fprintf(stdout, "Prometheus %s: %s, increase since the load started vs what the load sent\n\n", *prom, verify.Query)
+	if err := r.Print(stdout); err != nil {
 		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout)
 	sent := rec.SentTotals().Sum()
-	diffs := tally.Differences(lines)
+	diffs := r.Differences()
 	switch {
 	case rec.Errors > 0:
 		fmt.Fprintf(stdout, "verify: FAILED: the load had %d requests without an answer, which the server may or may not have counted\n", rec.Errors)
 		return 1
-	case diffs > 0 && missing(lines):
-		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ; counts still missing after waiting %s\n", diffs, len(lines), *wait)
+	case diffs > 0 && r.Missing():
+		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ; counts still missing after waiting %s\n", diffs, len(r.Rows), *wait)
 		return 1
 	case diffs > 0:
-		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ: Prometheus saw more than the load sent (other traffic since the load started, or a counter reset)\n", diffs, len(lines))
+		fmt.Fprintf(stdout, "verify: FAILED: %d of %d series differ: Prometheus saw more than the load sent (other traffic since the load started, or a counter reset)\n", diffs, len(r.Rows))
 		return 1
 	}
-	fmt.Fprintf(stdout, "verify: OK: Prometheus saw exactly the %.0f requests the load sent, in %d series, difference 0\n", sent, len(lines))
+	fmt.Fprintf(stdout, "verify: OK: Prometheus saw exactly the %d requests the load sent, in %d series, difference 0\n", sent, len(r.Rows))
 	return 0
-}
-
-// missing reports whether Prometheus has less than was sent anywhere.
-func missing(lines []tally.Line) bool {
-	for _, l := range lines {
-		if l.Diff() < 0 {
-			return true
-		}
-	}
-	return false
 }

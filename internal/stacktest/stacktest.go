@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,14 +23,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
-	"forkwatch/bridge"
-	"forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
 // Root returns the project root (the directory holding go.mod).
@@ -108,13 +104,13 @@ func Build(t testing.TB, pkg string) string {
 }
 
 // Exporter starts statsd_exporter on free loopback ports.
-func Exporter(t testing.TB) *bridge.Process {
+func Exporter(t testing.TB) *launch.Process {
 	t.Helper()
-	return ExporterWith(t, bridge.Config{})
+	return ExporterWith(t, launch.Config{})
 }
 
 // ExporterWith starts statsd_exporter with cfg; empty addresses get free ports.
-func ExporterWith(t testing.TB, cfg bridge.Config) *bridge.Process {
+func ExporterWith(t testing.TB, cfg launch.Config) *launch.Process {
 	t.Helper()
 	cfg.Root = Root(t)
 	if cfg.StatsdAddr == "" {
@@ -124,7 +120,7 @@ func ExporterWith(t testing.TB, cfg bridge.Config) *bridge.Process {
 		cfg.ExporterAddr = FreeAddr(t, false)
 	}
 	cfg.Stdout, cfg.Stderr = testWriter{t, "exporter"}, testWriter{t, "exporter"}
-	p, err := bridge.StartExporter(context.Background(), cfg)
+	p, err := launch.StartExporter(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +129,9 @@ func ExporterWith(t testing.TB, cfg bridge.Config) *bridge.Process {
 }
 
 // Prometheus starts Prometheus scraping the exporter at exporterURL.
-func Prometheus(t testing.TB, exporterURL string) *bridge.Process {
+func Prometheus(t testing.TB, exporterURL string) *launch.Process {
 	t.Helper()
-	cfg := bridge.Config{
+	cfg := launch.Config{
 		Root:           Root(t),
 		Dir:            t.TempDir(),
 		ExporterAddr:   strings.TrimPrefix(exporterURL, "http://"),
@@ -143,7 +139,7 @@ func Prometheus(t testing.TB, exporterURL string) *bridge.Process {
 		Stdout:         io.Discard,
 		Stderr:         io.Discard,
 	}
-	p, err := bridge.StartPrometheus(context.Background(), cfg)
+	p, err := launch.StartPrometheus(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +149,10 @@ func Prometheus(t testing.TB, exporterURL string) *bridge.Process {
 
 // App is a running webapp supervisor with its workers.
 type App struct {
+	*launch.Process
 	URL  string // http://127.0.0.1:port
 	Addr string
-	Cmd  *exec.Cmd
 	log  *syncBuffer
-	done chan struct{}
 }
 
 // StartApp starts the webapp binary serving a free port with args added
@@ -169,43 +164,35 @@ func StartApp(t testing.TB, workers int, args ...string) *App {
 	return StartBinary(t, Webapp(t), workers, args...)
 }
 
-// StartBinary is StartApp for another binary built on package prefork.
+// StartBinary is StartApp for another binary built on package forkwatch.
 func StartBinary(t testing.TB, bin string, workers int, args ...string) *App {
 	t.Helper()
 	addr := FreeAddr(t, false)
-	all := append([]string{"-listen", addr, "-workers", strconv.Itoa(workers)}, args...)
+	all := append([]string{"-workers", strconv.Itoa(workers)}, args...)
 	a := StartBinaryArgs(t, bin, addr, all...)
 	a.WaitLog(t, `msg="worker ready"`, workers, 30*time.Second)
 	return a
 }
 
-// StartAppArgs starts the webapp with exactly args; addr is what it serves.
-// It does not wait for readiness.
+// StartAppArgs starts the webapp serving addr with args. It does not wait
+// for readiness.
 func StartAppArgs(t testing.TB, addr string, args ...string) *App {
 	t.Helper()
 	return StartBinaryArgs(t, Webapp(t), addr, args...)
 }
 
-// StartBinaryArgs is StartAppArgs for another binary.
+// StartBinaryArgs is StartAppArgs for another binary. The app is stopped in
+// t.Cleanup (SIGTERM, then its whole process group is killed).
 func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	a := &App{URL: "http://" + addr, Addr: addr, Cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = a.log
-	cmd.Stderr = a.log
-	if err := cmd.Start(); err != nil {
+	log := &syncBuffer{}
+	p, err := launch.StartWebapp(launch.Webapp{Bin: bin, Addr: addr, Args: args, Stdout: log, Stderr: log})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait(); close(a.done) }()
+	a := &App{Process: p, URL: "http://" + addr, Addr: addr, log: log}
 	t.Cleanup(func() {
-		a.Signal(syscall.SIGTERM)
-		select {
-		case <-a.done:
-		case <-time.After(20 * time.Second):
-		}
-		// Whatever is left of the group (a hung worker, say) goes too.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.Stop(20 * time.Second)
 		if t.Failed() {
 			t.Logf("webapp log:\n%s", a.Log())
 		}
@@ -213,28 +200,22 @@ func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
 	return a
 }
 
-// Signal sends sig to the supervisor.
-func (a *App) Signal(sig syscall.Signal) { _ = a.Cmd.Process.Signal(sig) }
-
-// Done is closed when the supervisor has exited.
-func (a *App) Done() <-chan struct{} { return a.done }
-
 // WaitExit waits until the supervisor has exited, failing the test if it
 // has not within timeout, and returns its exit code.
 func (a *App) WaitExit(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
-	case <-a.done:
+	case <-a.Done():
 	case <-time.After(timeout):
 		t.Fatalf("supervisor still running after %s", timeout)
 	}
-	return a.Cmd.ProcessState.ExitCode()
+	return a.ExitCode()
 }
 
-// Stop sends SIGTERM to the supervisor and waits as WaitExit does.
-func (a *App) Stop(t testing.TB, timeout time.Duration) int {
+// StopWithin sends SIGTERM to the supervisor and waits as WaitExit does.
+func (a *App) StopWithin(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	a.Signal(syscall.SIGTERM)
+	_ = a.Process.Signal(syscall.SIGTERM)
 	return a.WaitExit(t, timeout)
 }
 
@@ -252,7 +233,7 @@ func (a *App) WaitLog(t testing.TB, s string, n int, timeout time.Duration) {
 
 // Workers returns the PIDs of the supervisor's worker processes.
 func (a *App) Workers() []int {
-	return proctree.Children(a.Cmd.Process.Pid)
+	return proctree.Children(a.PID())
 }
 
 // Eventually polls cond every 50ms until it holds or timeout passes; cond's
@@ -275,15 +256,9 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 // Scrape reads an exporter's /metrics into metric families.
 func Scrape(t testing.TB, exporterURL string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(exporterURL + "/metrics")
+	fams, err := verify.Scrape(context.Background(), exporterURL)
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("scrape: parse: %v", err)
 	}
 	return fams
 }
@@ -294,71 +269,33 @@ type Series struct {
 	Value  float64
 }
 
-// Samples returns every sample of a metric in fams. For a histogram, name it
-// with its _count suffix to get the counts.
+// Samples returns every sample of a metric in fams (a histogram's value is
+// its count).
 func Samples(fams map[string]*dto.MetricFamily, name string) []Series {
-	base, count := name, false
-	if f, ok := fams[name]; !ok || f == nil {
-		base, count = strings.TrimSuffix(name, "_count"), true
-	}
-	f := fams[base]
+	f := fams[name]
 	if f == nil {
 		return nil
 	}
-	var out []Series
+	out := make([]Series, 0, len(f.Metric))
 	for _, m := range f.Metric {
-		s := Series{Labels: map[string]string{}}
-		for _, lp := range m.Label {
-			s.Labels[lp.GetName()] = lp.GetValue()
-		}
-		switch {
-		case count && m.Histogram != nil:
-			s.Value = float64(m.Histogram.GetSampleCount())
-		case m.Counter != nil:
-			s.Value = m.Counter.GetValue()
-		case m.Gauge != nil:
-			s.Value = m.Gauge.GetValue()
-		case m.Untyped != nil:
-			s.Value = m.Untyped.GetValue()
-		default:
-			continue
-		}
-		out = append(out, s)
+		out = append(out, Series{Labels: verify.Labels(m), Value: verify.Value(m)})
 	}
 	return out
 }
 
 // Sum adds the samples of name whose labels include every pair in match.
 func Sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
-	total := 0.0
-next:
-	for _, s := range Samples(fams, name) {
-		for k, v := range match {
-			if s.Labels[k] != v {
-				continue next
-			}
-		}
-		total += s.Value
-	}
-	return total
+	return verify.Sum(fams, name, match)
 }
 
 // Query runs an instant PromQL query and returns the result vector.
 func Query(t testing.TB, promURL, expr string) []Series {
 	t.Helper()
-	c, err := api.NewClient(api.Config{Address: promURL})
-	if err != nil {
-		t.Fatalf("query %s: %v", expr, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, _, err := promv1.NewAPI(c).Query(ctx, expr, time.Time{})
+	vec, err := (&verify.Prometheus{URL: promURL}).Vector(ctx, expr)
 	if err != nil {
-		t.Fatalf("query %s: %v", expr, err)
-	}
-	vec, ok := v.(model.Vector)
-	if !ok {
-		t.Fatalf("query %s: result is a %s, want a vector", expr, v.Type())
+		t.Fatal(err)
 	}
 	out := make([]Series, 0, len(vec))
 	for _, s := range vec {

@@ -13,12 +13,12 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"forkwatch/prefork"
-	"forkwatch/worker"
+	"github.com/forkwatch/forkwatch"
+	"github.com/forkwatch/forkwatch/worker"
 )
 
 func main() {
-	os.Exit(prefork.Main(prefork.App{Name: "testapp", Routes: routes}, os.Args[1:]))
+	os.Exit(forkwatch.Main(forkwatch.App{Name: "testapp", Routes: routes}))
 }
 
 func routes() (worker.Routes, error) {

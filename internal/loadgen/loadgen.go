@@ -127,6 +127,12 @@ type Options struct {
 	Concurrency int
 	// RequestTimeout bounds one request. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// Attempts is how many times a request that failed in transport (a
+	// connection reset by a dying worker, say) is sent, like Go's
+	// http.Transport retrying idempotent requests. Default 1: a retried GET
+	// that the server had answered is counted twice by the server and once
+	// here, so exact checks keep 1.
+	Attempts int
 	// Progress, if set, is called every ProgressEvery from one goroutine
 	// while the run goes on, and once at the end. It must not block long.
 	Progress func(Progress)
@@ -149,6 +155,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: duration %s must be from 0 to %s", ErrBadOptions, o.Duration, MaxDuration)
 	case o.Concurrency < 0 || o.Concurrency > MaxConcurrency:
 		return fmt.Errorf("%w: concurrency %d must be from 1 to %d", ErrBadOptions, o.Concurrency, MaxConcurrency)
+	case o.Attempts < 0 || o.Attempts > 10:
+		return fmt.Errorf("%w: attempts %d must be from 1 to 10", ErrBadOptions, o.Attempts)
 	case o.RequestTimeout < 0:
 		return fmt.Errorf("%w: request timeout %s must not be negative", ErrBadOptions, o.RequestTimeout)
 	}
@@ -210,6 +218,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.ProgressEvery == 0 {
 		o.ProgressEvery = DefaultProgressEvery
 	}
+	if o.Attempts == 0 {
+		o.Attempts = 1
+	}
 	planned := o.Requests
 	if planned == 0 {
 		planned = MaxRequests
@@ -221,12 +232,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	base := strings.TrimSuffix(o.URL, "/")
 	cycle := o.Mix.cycle()
+	retry := func(*fasthttp.Request, int, error) (bool, bool) { return false, false }
+	if o.Attempts > 1 {
+		retry = nil // fasthttp's default: retry idempotent requests
+	}
 	client := &fasthttp.Client{
+		RetryIfErr:                retry,
 		MaxConnsPerHost: o.Concurrency,
-		// One attempt: a retried GET would be counted twice by the server
-		// and once here.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		MaxIdemponentCallAttempts: o.Attempts,
 		NoDefaultUserAgentHeader:  true,
 	}
 

@@ -1,12 +1,16 @@
-// Package bridge starts the two processes that carry forkwatch's metrics from
-// the workers to the user: statsd_exporter (DogStatsD in, Prometheus metrics
-// out) and Prometheus (scrapes the exporter, answers queries).
+// Package launch starts and stops the processes of a forkwatch stack: the
+// webapp (supervisor and workers), statsd_exporter (DogStatsD in, Prometheus
+// metrics out) and Prometheus (scrapes the exporter, answers queries).
 //
-// It is the one place that knows their flags and configuration files, so
-// `make run` (through cmd/stack) and the tests start exactly the same thing.
+// It is the one place that knows their flags, configuration files, readiness
+// and stop order, so `make run` (cmd/stack), `make bench` (cmd/bench) and the
+// tests start exactly the same thing. Each process runs in its own process
+// group, so a terminal's Ctrl-C reaches only the program that started them,
+// which stops them in order: the app first (its drain flushes the last
+// counts), then Prometheus after a last scrape, then the exporter.
 // docker-compose.yml repeats ExporterFlags for the official images; a test
 // keeps the two in step.
-package bridge
+package launch
 
 import (
 	"context"
@@ -44,7 +48,7 @@ const (
 	startTimeout = 90 * time.Second
 )
 
-// Config says where the bridge listens and where its files are.
+// Config says where the exporter and Prometheus listen and where its files are.
 type Config struct {
 	// Root is the project checkout holding mapping.yml, prometheus.yml and
 	// rules.yml. Default ".".
@@ -116,7 +120,7 @@ func ExporterFlags(statsdAddr, webAddr, mapping string) []string {
 // (19 -> 30 MiB). docker-compose.yml and deploy/k8s set the same.
 const ExporterGOGC = "400"
 
-// Process is a started exporter or Prometheus.
+// Process is a started webapp, exporter or Prometheus.
 type Process struct {
 	Name string
 	// URL is the base URL of its web interface.
@@ -136,10 +140,28 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// Stop asks the process to exit (SIGTERM) and kills it after timeout.
+// Err is the process's exit status once Done is closed.
+func (p *Process) Err() error {
+	<-p.done
+	return p.err
+}
+
+// ExitCode is the process's exit code once Done is closed (-1: killed by a
+// signal).
+func (p *Process) ExitCode() int {
+	<-p.done
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// Signal sends sig to the process (not its group).
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Stop asks the process to exit (SIGTERM) and, if it has not within
+// timeout, kills its whole process group (a webapp's workers too).
 func (p *Process) Stop(timeout time.Duration) error {
 	select {
 	case <-p.done:
+		p.killGroup()
 		return nil
 	default:
 	}
@@ -147,11 +169,64 @@ func (p *Process) Stop(timeout time.Duration) error {
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
+		p.killGroup()
 		<-p.done
-		return fmt.Errorf("%s did not stop within %s: killed", p.Name, timeout)
+		return fmt.Errorf("launch: %s did not stop within %s: killed", p.Name, timeout)
 	}
+	p.killGroup()
 	return nil
+}
+
+// killGroup kills whatever is left of the process's group: children that
+// outlived it (a hung worker, say). Only this process's own group, by its
+// PID: nothing else is touched.
+func (p *Process) killGroup() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+
+// Webapp says how to start a forkwatch binary.
+type Webapp struct {
+	// Bin is the binary, e.g. bin/webapp.
+	Bin string
+	// Addr is the address it serves (its -listen); URL is made from it.
+	Addr string
+	// Args are its arguments (-listen is added from Addr).
+	Args []string
+	// Env is added to this process's environment.
+	Env []string
+	// Stdout and Stderr receive its output (and its workers'). Default:
+	// discarded.
+	Stdout, Stderr io.Writer
+}
+
+// StartWebapp starts a forkwatch binary in its own process group. It does
+// not wait for readiness: the supervisor logs "worker ready" per worker,
+// which a caller can watch for in Stderr, and every HTTP probe would be a
+// counted request.
+func StartWebapp(w Webapp) (*Process, error) {
+	args := append([]string{"-listen", w.Addr}, w.Args...)
+	var env []string
+	if len(w.Env) > 0 {
+		env = append(os.Environ(), w.Env...)
+	}
+	return startProcess("webapp", w.Bin, args, env, w.Stdout, w.Stderr, "http://"+w.Addr)
+}
+
+// startProcess starts bin in its own process group; env nil means this
+// process's environment. If this process dies first, the child gets
+// SIGTERM (Pdeathsig), so a killed launcher leaves nothing behind.
+func startProcess(name, bin string, args, env []string, stdout, stderr io.Writer, url string) (*Process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("launch: start %s: %w", name, err)
+	}
+	p := &Process{Name: name, URL: url, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
 
 // ExporterPath returns the statsd_exporter binary pinned in go.mod as a tool,
@@ -162,7 +237,7 @@ func ExporterPath(ctx context.Context, root string) (string, error) {
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("bridge: build statsd_exporter (go tool -n statsd_exporter): %w", err)
+		return "", fmt.Errorf("launch: build statsd_exporter (go tool -n statsd_exporter): %w", err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
@@ -184,7 +259,7 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 	}
 	args := ExporterFlags(cfg.StatsdAddr, cfg.ExporterAddr, mapping)
 	if cfg.UnixgramOnly && cfg.Unixgram == "" {
-		return nil, errors.New("bridge: UnixgramOnly needs a Unixgram path")
+		return nil, errors.New("launch: UnixgramOnly needs a Unixgram path")
 	}
 	if cfg.Unixgram != "" {
 		if err := removeStaleSocket(cfg.Unixgram); err != nil {
@@ -219,11 +294,11 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 func StartPrometheus(ctx context.Context, cfg Config) (*Process, error) {
 	cfg.setDefaults()
 	if cfg.Dir == "" {
-		return nil, errors.New("bridge: Prometheus needs a directory for its config and data")
+		return nil, errors.New("launch: Prometheus needs a directory for its config and data")
 	}
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		return nil, errors.New("bridge: no prometheus binary on PATH: install it with 'sudo apt-get install -y prometheus'")
+		return nil, errors.New("launch: no prometheus binary on PATH: install it with 'sudo apt-get install -y prometheus'")
 	}
 	conf, err := WritePrometheusConfig(cfg.Root, cfg.Dir, cfg.ExporterAddr)
 	if err != nil {
@@ -243,7 +318,7 @@ func StartPrometheus(ctx context.Context, cfg Config) (*Process, error) {
 // targets/exporter.yml naming exporterAddr. It returns the config path.
 func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
-		return "", fmt.Errorf("bridge: %w", err)
+		return "", fmt.Errorf("launch: %w", err)
 	}
 	for _, name := range []string{"prometheus.yml", "rules.yml"} {
 		b, err := os.ReadFile(filepath.Join(root, name))
@@ -251,32 +326,25 @@ func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("bridge: %w", err)
+			return "", fmt.Errorf("launch: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return "", fmt.Errorf("bridge: %w", err)
+			return "", fmt.Errorf("launch: %w", err)
 		}
 	}
-	targets := fmt.Sprintf("# written by forkwatch's bridge package for a local run\n- targets: ['%s']\n", exporterAddr)
+	targets := fmt.Sprintf("# written by forkwatch's launch package for a local run\n- targets: ['%s']\n", exporterAddr)
 	if err := os.WriteFile(filepath.Join(dir, "targets", "exporter.yml"), []byte(targets), 0o644); err != nil {
-		return "", fmt.Errorf("bridge: %w", err)
+		return "", fmt.Errorf("launch: %w", err)
 	}
 	return filepath.Join(dir, "prometheus.yml"), nil
 }
 
-// start runs bin; env nil means this process's environment.
+// start runs bin and waits until url+probe answers 200.
 func start(ctx context.Context, cfg Config, name, bin string, args, env []string, url, probe string) (*Process, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bridge: start %s: %w", name, err)
+	p, err := startProcess(name, bin, args, env, cfg.Stdout, cfg.Stderr, url)
+	if err != nil {
+		return nil, err
 	}
-	p := &Process{Name: name, URL: url, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	if err := waitHTTP(ctx, p, url+probe); err != nil {
 		_ = p.Stop(5 * time.Second)
 		return nil, err
@@ -298,9 +366,9 @@ func waitHTTP(ctx context.Context, p *Process, url string) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("bridge: %s exited before it was ready: %v", p.Name, p.err)
+			return fmt.Errorf("launch: %s exited before it was ready: %v", p.Name, p.err)
 		case <-ctx.Done():
-			return fmt.Errorf("bridge: %s not ready at %s: %w", p.Name, url, ctx.Err())
+			return fmt.Errorf("launch: %s not ready at %s: %w", p.Name, url, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -315,17 +383,17 @@ func removeStaleSocket(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("bridge: unixgram socket: %w", err)
+		return fmt.Errorf("launch: unixgram socket: %w", err)
 	}
 	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("bridge: unixgram path %s exists and is not a socket", path)
+		return fmt.Errorf("launch: unixgram path %s exists and is not a socket", path)
 	}
 	if c, err := net.Dial("unixgram", path); err == nil {
 		c.Close()
-		return fmt.Errorf("bridge: unixgram socket %s is in use by another process", path)
+		return fmt.Errorf("launch: unixgram socket %s is in use by another process", path)
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("bridge: remove stale unixgram socket: %w", err)
+		return fmt.Errorf("launch: remove stale unixgram socket: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package prefork
+package forkwatch
 
 import (
 	"context"
@@ -9,24 +9,24 @@ import (
 	"net/http"
 	"time"
 
-	"forkwatch/audit"
-	"forkwatch/supervisor"
+	"github.com/forkwatch/forkwatch/internal/ledger"
+	"github.com/forkwatch/forkwatch/supervisor"
 )
 
 // withLedger adds the accounting audit to the supervisor's hooks: workers'
 // totals messages go to the ledger, and an exited worker's totals move to
 // the ledger's exited sum (after the hooks' own Exit).
-func withLedger(h supervisor.Hooks, ledger *audit.Ledger, log *slog.Logger) supervisor.Hooks {
+func withLedger(h supervisor.Hooks, l *ledger.Ledger, log *slog.Logger) supervisor.Hooks {
 	exit := h.Exit
 	h.Exit = func(w supervisor.Worker, reason supervisor.Reason, wasReady bool, err error) {
 		if exit != nil {
 			exit(w, reason, wasReady, err)
 		}
-		ledger.Exit(w.PID)
+		l.Exit(w.PID)
 	}
 	message := h.Message
 	h.Message = func(w supervisor.Worker, msg []byte) {
-		ok, err := ledger.Message(w.PID, msg)
+		ok, err := l.Message(w.PID, msg)
 		if err != nil {
 			log.Warn("bad totals from worker", "worker", w.ID, "pid", w.PID, "err", err)
 		}
@@ -55,7 +55,7 @@ func checkAdminAddr(a string) error {
 
 // serveAdmin serves the ledger on addr ("" = off) until the returned stop
 // is called.
-func serveAdmin(addr string, ledger *audit.Ledger, log *slog.Logger) (stop func(), err error) {
+func serveAdmin(addr string, l *ledger.Ledger, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -63,13 +63,13 @@ func serveAdmin(addr string, ledger *audit.Ledger, log *slog.Logger) (stop func(
 	if err != nil {
 		return nil, fmt.Errorf("admin endpoint: %w", err)
 	}
-	srv := &http.Server{Handler: ledger.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: l.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin endpoint failed", "err", err)
 		}
 	}()
-	log.Info("admin endpoint", "url", "http://"+ln.Addr().String()+audit.LedgerPath)
+	log.Info("admin endpoint", "url", "http://"+ln.Addr().String()+ledger.Path)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -79,7 +79,7 @@ func serveAdmin(addr string, ledger *audit.Ledger, log *slog.Logger) (stop func(
 
 // totalsSender sends a worker's tally to the supervisor when it changed.
 type totalsSender struct {
-	tally *audit.Tally
+	tally *ledger.Tally
 	child *supervisor.Child
 	log   *slog.Logger
 	sent  uint64 // sum of the totals last sent
@@ -96,7 +96,7 @@ func (s *totalsSender) send() {
 	if sum == s.sent {
 		return
 	}
-	if err := s.child.Send(audit.Message(t)); err != nil {
+	if err := s.child.Send(ledger.Message(t)); err != nil {
 		s.log.Warn("send totals to supervisor", "err", err)
 		return
 	}

@@ -1,4 +1,6 @@
-package deploy_test
+//go:build e2e
+
+package e2e
 
 import (
 	"encoding/json"
@@ -15,8 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v2"
 
-	"forkwatch/bridge"
-	"forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/stacktest"
 )
 
 func root(t *testing.T) string { t.Helper(); return stacktest.Root(t) }
@@ -58,9 +60,9 @@ func TestPromtool(t *testing.T) {
 	promtool := tool(t, "promtool", "prometheus")
 	r := root(t)
 
-	// The config directory `make run` uses, written by the bridge.
+	// The config directory `make run` uses, written by the launch.
 	dir := t.TempDir()
-	conf, err := bridge.WritePrometheusConfig(r, dir, "127.0.0.1:9102")
+	conf, err := launch.WritePrometheusConfig(r, dir, "127.0.0.1:9102")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,11 +539,11 @@ func TestKubernetesExample(t *testing.T) {
 	if got := env(app, "FORKWATCH_STATSD_ADDR"); got != statsdAddr {
 		t.Errorf("webapp FORKWATCH_STATSD_ADDR = %q, want the sidecar at %s", got, statsdAddr)
 	}
-	if want := bridge.ExporterFlags(statsdAddr, ":9102", mappingPath); !slices.Equal(exp.Args, want) {
-		t.Errorf("exporter args\n %q\nwant bridge.ExporterFlags\n %q", exp.Args, want)
+	if want := launch.ExporterFlags(statsdAddr, ":9102", mappingPath); !slices.Equal(exp.Args, want) {
+		t.Errorf("exporter args\n %q\nwant launch.ExporterFlags\n %q", exp.Args, want)
 	}
-	if got := env(exp, "GOGC"); got != bridge.ExporterGOGC {
-		t.Errorf("exporter GOGC = %q, want bridge.ExporterGOGC %q", got, bridge.ExporterGOGC)
+	if got := env(exp, "GOGC"); got != launch.ExporterGOGC {
+		t.Errorf("exporter GOGC = %q, want launch.ExporterGOGC %q", got, launch.ExporterGOGC)
 	}
 	var c composeFile
 	if err := yaml.Unmarshal(read(t, "docker-compose.yml"), &c); err != nil {

@@ -1,4 +1,4 @@
-package audit
+package ledger
 
 import (
 	"encoding/json"
@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// LedgerPath is where Handler serves the ledger.
-const LedgerPath = "/audit"
+// Path is where Handler serves the ledger.
+const Path = "/audit"
 
 // Ledger is the supervisor's account of what its workers served: the latest
 // totals each live worker reported, plus the final totals of every worker
@@ -97,10 +97,10 @@ func (l *Ledger) Snapshot() Snapshot {
 	}
 }
 
-// Handler serves the Snapshot as JSON at LedgerPath.
+// Handler serves the Snapshot as JSON at Path.
 func (l *Ledger) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+LedgerPath, func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

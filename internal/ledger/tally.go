@@ -1,4 +1,4 @@
-package audit
+package ledger
 
 import (
 	"bytes"
@@ -18,7 +18,8 @@ type Key struct {
 	Status   int    `json:"http_status"`
 }
 
-func (k Key) less(o Key) bool {
+// Less orders keys by endpoint, status, then method.
+func (k Key) Less(o Key) bool {
 	if k.Endpoint != o.Endpoint {
 		return k.Endpoint < o.Endpoint
 	}
@@ -53,7 +54,7 @@ func (t Totals) Keys() []Key {
 	for k := range t {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 	return keys
 }
 
@@ -163,7 +164,7 @@ func ParseMessage(msg []byte) (t Totals, ok bool, err error) {
 	}
 	var ws []wireSeries
 	if err := json.Unmarshal(rest, &ws); err != nil {
-		return nil, true, fmt.Errorf("audit: bad totals message: %w", err)
+		return nil, true, fmt.Errorf("ledger: bad totals message: %w", err)
 	}
 	return fromWire(ws), true, nil
 }

@@ -1,0 +1,253 @@
+// Package forkwatch is a prefork web server whose request metrics stay exact
+// whatever happens to its worker processes. A supervisor process binds the
+// listening socket and forks N fasthttp workers that share it; every request
+// is counted and timed, and each worker pushes DogStatsD counters and
+// histograms to a statsd_exporter that Prometheus scrapes.
+//
+// Main is the front door: it parses the flags (each also a FORKWATCH_*
+// environment variable), and then either runs the supervisor (package
+// supervisor), turning its lifecycle events into logs and pool metrics, or,
+// in a process the supervisor started, serves the application's routes as
+// one worker (package worker, metrics from package statsd): ready handshake,
+// progress reports, graceful drain, a final metrics flush.
+//
+//	func main() {
+//		os.Exit(forkwatch.Main(forkwatch.App{Name: "shop", Routes: routes}))
+//	}
+package forkwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/forkwatch/forkwatch/internal/ledger"
+	"github.com/forkwatch/forkwatch/statsd"
+	"github.com/forkwatch/forkwatch/supervisor"
+	"github.com/forkwatch/forkwatch/worker"
+)
+
+// App is the application a prefork server runs.
+type App struct {
+	// Name is the program's name in messages and -h. Default "app".
+	Name string
+	// About is printed at the top of -h: what the program serves, its
+	// routes and subcommands.
+	About string
+	// Routes builds the routes; each worker calls it once at start. An error
+	// fails the worker's start-up: if no worker ever starts, the supervisor
+	// exits non-zero with this error's text.
+	Routes func() (worker.Routes, error)
+	// Args are the command-line arguments, without the program name.
+	// Default os.Args[1:]. The supervisor passes the same Args to every
+	// worker it starts, so a program that filters its own arguments gets
+	// workers that parse what it parsed.
+	Args []string
+	// Defaults, if set, changes the settings before the environment and the
+	// command line are applied: the flags' defaults, set in code.
+	Defaults func(*Options)
+	// Server, if set, is called in each worker with its fasthttp.Server
+	// before it serves, for settings Options do not name. It must leave
+	// Handler and ErrorHandler alone (they are the recording middleware).
+	Server func(*fasthttp.Server)
+	// Stdout and Stderr receive -h and logs. Default os.Stdout, os.Stderr.
+	Stdout, Stderr io.Writer
+}
+
+// Main runs app and returns the exit code: 0 after a clean stop (or -h), 1
+// when serving failed, 2 for a bad flag or environment value.
+func Main(app App) int {
+	if app.Name == "" {
+		app.Name = "app"
+	}
+	if app.Args == nil {
+		app.Args = os.Args[1:]
+	}
+	if app.Stdout == nil {
+		app.Stdout = os.Stdout
+	}
+	if app.Stderr == nil {
+		app.Stderr = os.Stderr
+	}
+	o := DefaultOptions()
+	if app.Defaults != nil {
+		app.Defaults(&o)
+	}
+	o, err := parseOptions(&app, o, app.Args, os.Getenv, app.Stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(app.Stderr, "%s: %v (see %s -h)\n", app.Name, err, app.Name)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(app.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	if supervisor.IsChild() {
+		err = serveWorker(&app, &o, log)
+	} else {
+		err = supervise(&app, &o, log)
+	}
+	if err != nil {
+		log.Error(app.Name+" failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newMetrics(o *Options, log *slog.Logger) (*statsd.Client, error) {
+	if o.NoMetrics {
+		return nil, nil
+	}
+	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Logger: log})
+}
+
+// supervise runs the pool and turns its lifecycle events into logs (the
+// supervisor's own) and pool metrics.
+func supervise(app *App, o *Options, log *slog.Logger) error {
+	metrics, err := newMetrics(o, log)
+	if err != nil {
+		return err
+	}
+	live := 0
+	hooks := supervisor.Hooks{}
+	if metrics != nil {
+		defer metrics.Close()
+		hooks.Ready = func(supervisor.Worker) {
+			live++
+			metrics.WorkersLive(live)
+		}
+		hooks.Exit = func(_ supervisor.Worker, reason supervisor.Reason, wasReady bool, _ error) {
+			if wasReady {
+				live--
+				metrics.WorkersLive(live)
+			}
+			if reason != supervisor.ReasonShutdown {
+				metrics.WorkerRestart(string(reason))
+			}
+		}
+	}
+	l := ledger.NewLedger(o.AppName, time.Now())
+	hooks = withLedger(hooks, l, log)
+	stopAdmin, err := serveAdmin(o.AdminAddr, l, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	hang, silent := o.HangTimeout, o.ReportTimeout
+	if hang == 0 {
+		hang = -1
+	}
+	if silent == 0 {
+		silent = -1
+	}
+	sup, err := supervisor.New(supervisor.Options{
+		Addr:          o.Listen,
+		Workers:       o.Workers,
+		ReusePort:     o.ReusePort,
+		Args:          app.Args,
+		StopTimeout:   o.Grace + 2*time.Second, // the worker's own grace, then a flush
+		HangTimeout:   hang,
+		ReportTimeout: silent,
+		MaxJobs:       o.MaxRequests,
+		MaxJobsJitter: o.MaxRequestsJitter,
+		Stdout:        app.Stdout,
+		Stderr:        app.Stderr,
+		Logger:        log,
+		Hooks:         hooks,
+	})
+	if err != nil {
+		return err
+	}
+	return sup.Run(context.Background())
+}
+
+// serveWorker is one worker process: serve until the supervisor says stop,
+// drain, flush the metrics, exit.
+func serveWorker(app *App, o *Options, log *slog.Logger) error {
+	child, err := supervisor.NewChild()
+	if err != nil {
+		return err
+	}
+	log = log.With("worker", child.ID, "pid", os.Getpid())
+	fail := func(err error) error {
+		_ = child.Fatal(err)
+		return err
+	}
+	if app.Routes == nil {
+		return fail(errors.New("forkwatch: App.Routes is not set"))
+	}
+	metrics, err := newMetrics(o, log)
+	if err != nil {
+		return fail(err)
+	}
+	opts := o.workerOptions()
+	opts.Logger = log
+	opts.MaxRequests = child.MaxJobs()
+	opts.Configure = app.Server
+	var totals *totalsSender
+	if metrics != nil {
+		// The tally counts on its own, for the accounting audit.
+		totals = &totalsSender{tally: &ledger.Tally{}, child: child, log: log}
+		opts.Recorder = worker.Tee(metrics, totals.tally)
+	}
+	routes, err := app.Routes()
+	if err != nil {
+		return fail(fmt.Errorf("routes: %w", err))
+	}
+	srv, err := worker.New(routes, opts)
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := child.Listener()
+	if err != nil {
+		return fail(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if err := child.Ready(); err != nil {
+		return err
+	}
+
+	report := func() error {
+		p := srv.Progress()
+		totals.send()
+		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
+	}
+	tick := time.NewTicker(o.ReportInterval)
+	defer tick.Stop()
+	full := srv.Full()
+	for stop := false; !stop; {
+		select {
+		case <-full:
+			full = nil // report now: the supervisor recycles on the report
+			_ = report()
+		case <-tick.C:
+			if err := report(); err != nil {
+				log.Warn("supervisor gone", "err", err)
+				stop = true
+			}
+		case <-child.Stopping():
+			stop = true
+		case err := <-served:
+			return fail(fmt.Errorf("serve: %w", err))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Grace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("grace period over with requests in flight", "err", err)
+	}
+	_ = report() // the final count, for the supervisor's exit log
+	if metrics != nil {
+		if err := metrics.Close(); err != nil {
+			log.Warn("flush metrics", "err", err)
+		}
+	}
+	return nil
+}
