@@ -238,7 +238,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	client := &fasthttp.Client{
 		RetryIfErr:                retry,
-		MaxConnsPerHost: o.Concurrency,
+		MaxConnsPerHost:           o.Concurrency,
 		MaxIdemponentCallAttempts: o.Attempts,
 		NoDefaultUserAgentHeader:  true,
 	}
