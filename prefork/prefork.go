@@ -106,24 +106,17 @@ func supervise(cfg *config, log *slog.Logger) error {
 		return err
 	}
 	defer stopAdmin()
-	hang, silent := cfg.hangTimeout, cfg.silentAfter
-	if hang == 0 {
-		hang = -1
-	}
-	if silent == 0 {
-		silent = -1
-	}
 	sup, err := supervisor.New(supervisor.Options{
-		Addr:          cfg.listen,
-		Workers:       cfg.workers,
-		ReusePort:     cfg.reusePort,
-		StopTimeout:   cfg.grace + 2*time.Second, // the worker's own grace, then a flush
-		HangTimeout:   hang,
-		ReportTimeout: silent,
-		MaxJobs:       cfg.maxRequests,
-		MaxJobsJitter: cfg.maxJitter,
-		Logger:        log,
-		Hooks:         hooks,
+		Addr:              cfg.listen,
+		Workers:           cfg.workers,
+		ReusePort:         cfg.reusePort,
+		Grace:             cfg.grace, // the supervisor adds KillMargin for the final flush
+		HangTimeout:       cfg.hangTimeout,
+		ReportTimeout:     cfg.silentAfter,
+		MaxRequests:       cfg.maxRequests,
+		MaxRequestsJitter: cfg.maxJitter,
+		Logger:            log,
+		Hooks:             hooks,
 	})
 	if err != nil {
 		return err
@@ -149,7 +142,7 @@ func serveWorker(app App, cfg *config, log *slog.Logger) error {
 	}
 	opts := cfg.workerOptions()
 	opts.Logger = log
-	opts.MaxRequests = child.MaxJobs()
+	opts.MaxRequests = child.MaxRequests()
 	var totals *totalsSender
 	if metrics != nil {
 		// The tally counts on its own, for `webapp audit`.
