@@ -17,8 +17,9 @@ import (
 // the test makes ready, report and exit, a clock it advances, and signals it
 // sends. It implements sys for one Supervisor.
 type fakeSys struct {
-	t     *testing.T
-	ticks chan time.Time
+	t           *testing.T
+	ticks       chan time.Time
+	tickerEnded chan struct{} // closed when Run stops its ticker, on return
 
 	mu       sync.Mutex
 	now      time.Time
@@ -32,10 +33,11 @@ type fakeSys struct {
 
 func newFakeSys(t *testing.T) *fakeSys {
 	return &fakeSys{
-		t:       t,
-		ticks:   make(chan time.Time),
-		now:     time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		nextPID: 1000,
+		t:           t,
+		ticks:       make(chan time.Time),
+		tickerEnded: make(chan struct{}),
+		now:         time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		nextPID:     1000,
 	}
 }
 
@@ -47,7 +49,9 @@ func (f *fakeSys) sys() sys {
 			defer f.mu.Unlock()
 			return f.now
 		},
-		ticker: func(time.Duration) (<-chan time.Time, func()) { return f.ticks, func() {} },
+		ticker: func(time.Duration) (<-chan time.Time, func()) {
+			return f.ticks, func() { close(f.tickerEnded) }
+		},
 		notify: func(c chan<- os.Signal, _ ...os.Signal) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -142,7 +146,8 @@ func (f *fakeSys) setStubborn(b bool) {
 }
 
 // advance moves the clock and lets the supervisor run its deadline checks:
-// the second tick is taken only after the first check has finished.
+// the second tick is taken only after the first check has finished. It
+// returns early if Run has returned.
 func (f *fakeSys) advance(d time.Duration) {
 	f.t.Helper()
 	f.mu.Lock()
@@ -152,6 +157,8 @@ func (f *fakeSys) advance(d time.Duration) {
 	for range 2 {
 		select {
 		case f.ticks <- now:
+		case <-f.tickerEnded:
+			return
 		case <-time.After(5 * time.Second):
 			f.t.Fatal("supervisor loop not taking ticks")
 		}
