@@ -114,7 +114,8 @@ func New(opts Options) (*Supervisor, error) {
 	}, nil
 }
 
-// Reload replaces every worker, one at a time, as SIGHUP does.
+// Reload replaces every worker, one at a time, as SIGHUP does; during a
+// reload it schedules one more after it.
 func (s *Supervisor) Reload() { s.cmds <- command{reload: true} }
 
 // Scale adds (delta > 0) or removes (delta < 0) worker slots, as SIGTTIN and
