@@ -80,6 +80,9 @@ func Main(app App) int {
 		app.Defaults(&o)
 	}
 	o, err := parseOptions(&app, o, app.Args, os.Getenv, app.Stdout)
+	if o.Grace == 0 {
+		o.Grace = supervisor.DefaultGrace // what the supervisor takes 0 to mean
+	}
 	if errors.Is(err, errHelp) {
 		return 0
 	}
@@ -139,27 +142,20 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 		return err
 	}
 	defer stopAdmin()
-	hang, silent := o.HangTimeout, o.ReportTimeout
-	if hang == 0 {
-		hang = -1
-	}
-	if silent == 0 {
-		silent = -1
-	}
 	sup, err := supervisor.New(supervisor.Options{
-		Addr:          o.Listen,
-		Workers:       o.Workers,
-		ReusePort:     o.ReusePort,
-		Args:          app.Args,
-		StopTimeout:   o.Grace + 2*time.Second, // the worker's own grace, then a flush
-		HangTimeout:   hang,
-		ReportTimeout: silent,
-		MaxJobs:       o.MaxRequests,
-		MaxJobsJitter: o.MaxRequestsJitter,
-		Stdout:        app.Stdout,
-		Stderr:        app.Stderr,
-		Logger:        log,
-		Hooks:         hooks,
+		Addr:              o.Listen,
+		Workers:           o.Workers,
+		ReusePort:         o.ReusePort,
+		Args:              app.Args,
+		Grace:             o.Grace,
+		HangTimeout:       o.HangTimeout,
+		ReportTimeout:     o.ReportTimeout,
+		MaxRequests:       o.MaxRequests,
+		MaxRequestsJitter: o.MaxRequestsJitter,
+		Stdout:            app.Stdout,
+		Stderr:            app.Stderr,
+		Logger:            log,
+		Hooks:             hooks,
 	})
 	if err != nil {
 		return err
@@ -188,7 +184,7 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	}
 	opts := o.workerOptions()
 	opts.Logger = log
-	opts.MaxRequests = child.MaxJobs()
+	opts.MaxRequests = child.MaxRequests()
 	opts.Configure = app.Server
 	var totals *totalsSender
 	if metrics != nil {

@@ -45,7 +45,8 @@ type Options struct {
 	// LogLevel (-log-level) is the lowest level logged.
 	LogLevel slog.Level
 	// Grace (-grace) is how long a stopping worker may finish in-flight
-	// requests before it is killed.
+	// requests; it is killed supervisor.KillMargin later (its final flush);
+	// 0: supervisor.DefaultGrace.
 	Grace time.Duration
 	// HangTimeout (-hang-timeout) kills a worker whose oldest request has
 	// run this long; 0: never.
@@ -93,7 +94,7 @@ func DefaultOptions() Options {
 		AppName:        statsd.DefaultAppName,
 		FlushInterval:  statsd.DefaultFlushInterval,
 		LogLevel:       slog.LevelInfo,
-		Grace:          10 * time.Second,
+		Grace:          supervisor.DefaultGrace,
 		HangTimeout:    supervisor.DefaultHangTimeout,
 		ReportTimeout:  supervisor.DefaultReportTimeout,
 		ReportInterval: 250 * time.Millisecond,

@@ -356,7 +356,8 @@ func TestScaleSignals(t *testing.T) {
 }
 
 // TestSecondSignalForcesStop: with a request that will never finish, the
-// first SIGTERM waits for the grace period; a second one stops at once.
+// first SIGTERM waits for the grace period; a second one, sent at least a
+// second later (closer ones are the same stop), stops at once.
 func TestSecondSignalForcesStop(t *testing.T) {
 	app := stacktest.StartBinary(t, testApp(t), 1, "-no-metrics", "-grace", "60s", "-hang-timeout", "0")
 	go func() {
@@ -368,8 +369,16 @@ func TestSecondSignalForcesStop(t *testing.T) {
 	app.WaitLog(t, "hang request started", 1, 5*time.Second)
 	app.Signal(syscall.SIGTERM)
 	app.WaitLog(t, `msg="stopping workers"`, 1, 5*time.Second)
+	first := time.Now()
+	// Repeat SIGTERM until one is far enough from the first to escalate.
+	stacktest.Eventually(t, 10*time.Second, func() (bool, string) {
+		app.Signal(syscall.SIGTERM)
+		return strings.Contains(app.Log(), "second stop signal"), "no escalation logged"
+	})
 	second := time.Now()
-	app.Signal(syscall.SIGTERM)
+	if since := second.Sub(first); since < time.Second {
+		t.Errorf("a SIGTERM %s after the first escalated; closer than a second must be the same stop", since)
+	}
 	select {
 	case <-app.Done():
 	case <-time.After(10 * time.Second):

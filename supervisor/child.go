@@ -24,7 +24,8 @@ type Child struct {
 	ID int
 
 	reusePortAddr string
-	maxJobs       uint64
+	maxRequests   uint64
+	files         []*os.File
 	mu            sync.Mutex // serialises frames on report
 	report        *os.File
 	control       *os.File
@@ -34,7 +35,9 @@ type Child struct {
 // IsChild reports whether this process was started by a Supervisor.
 func IsChild() bool { return os.Getenv(envWorkerID) != "" }
 
-// NewChild takes over the descriptors the supervisor passed in.
+// NewChild takes over the descriptors the supervisor passed in and marks
+// them close-on-exec, so that a process the worker starts does not hold the
+// supervisor's pipes or the listening socket open after the worker is gone.
 //
 // It also sets the worker's signal policy: SIGINT, SIGHUP, SIGTTIN and
 // SIGTTOU are ignored (a terminal's Ctrl-C reaches the whole process group,
@@ -49,19 +52,43 @@ func NewChild() (*Child, error) {
 	if err != nil || id < 1 {
 		return nil, fmt.Errorf("supervisor: bad %s=%q", envWorkerID, idText)
 	}
-	var maxJobs uint64
-	if v := os.Getenv(envMaxJobs); v != "" {
-		if maxJobs, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return nil, fmt.Errorf("supervisor: bad %s=%q", envMaxJobs, v)
+	var maxRequests uint64
+	if v := os.Getenv(envMaxRequests); v != "" {
+		if maxRequests, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("supervisor: bad %s=%q", envMaxRequests, v)
 		}
+	}
+	nfiles := 0
+	if v := os.Getenv(envFiles); v != "" {
+		if nfiles, err = strconv.Atoi(v); err != nil || nfiles < 0 {
+			return nil, fmt.Errorf("supervisor: bad %s=%q", envFiles, v)
+		}
+	}
+	reusePortAddr := os.Getenv(envReusePort)
+	fds := []int{reportFD, controlFD}
+	if reusePortAddr == "" {
+		fds = append(fds, listenerFD)
+	}
+	first := firstExtraFD(reusePortAddr != "")
+	for i := range nfiles {
+		fds = append(fds, first+i)
+	}
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return nil, fmt.Errorf("supervisor: inherited descriptor %d: %w", fd, err)
+		}
+		unix.CloseOnExec(fd)
 	}
 	c := &Child{
 		ID:            id,
-		reusePortAddr: os.Getenv(envReusePort),
-		maxJobs:       maxJobs,
+		reusePortAddr: reusePortAddr,
+		maxRequests:   maxRequests,
 		report:        os.NewFile(reportFD, "supervisor-report"),
 		control:       os.NewFile(controlFD, "supervisor-control"),
 		stopping:      make(chan struct{}),
+	}
+	for i := range nfiles {
+		c.files = append(c.files, os.NewFile(uintptr(first+i), "supervisor-file-"+strconv.Itoa(i)))
 	}
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	term := make(chan os.Signal, 1)
@@ -102,10 +129,15 @@ func (c *Child) Listener() (net.Listener, error) {
 	return ln, nil
 }
 
-// MaxJobs is the job count after which the supervisor recycles this worker
-// (Options.MaxJobs plus this worker's jitter), or 0. The supervisor acts on
-// the first Report that reaches it, so report as soon as it is reached.
-func (c *Child) MaxJobs() uint64 { return c.maxJobs }
+// MaxRequests is the request count after which the supervisor recycles this
+// worker (Options.MaxRequests plus this worker's jitter), or 0 for never. The
+// supervisor acts on the first Report that reaches it, so report as soon as
+// it is reached.
+func (c *Child) MaxRequests() uint64 { return c.maxRequests }
+
+// Files returns the files Hooks.Files gave the supervisor for this worker,
+// in the same order; nil if there is no such hook. They are close-on-exec.
+func (c *Child) Files() []*os.File { return c.files }
 
 // Stopping is closed when the supervisor asks this worker to stop, or is gone.
 func (c *Child) Stopping() <-chan struct{} { return c.stopping }

@@ -9,34 +9,63 @@
 //
 // It knows nothing about HTTP or metrics. A worker talks to its supervisor
 // over a pipe (see Child): it says when it is ready, reports its progress
-// (jobs finished, age and label of the oldest job in progress), and may send
-// small opaque messages that the supervisor hands to Hooks.Message. The
-// supervisor tells a worker to stop by closing the worker's control pipe;
+// (requests finished, age and label of the oldest request in progress), and
+// may send small opaque messages that the supervisor hands to Hooks.Message.
+// The supervisor tells a worker to stop by closing the worker's control pipe;
 // a worker whose supervisor dies sees the same end-of-file and stops too.
+// NewChild marks the inherited descriptors close-on-exec, so a process a
+// worker starts holds neither pipe nor the socket; the supervisor learns of a
+// worker's exit from the process itself, not from its pipe.
 //
 // Guarantees:
-//   - Run returns only after every worker it started has exited.
+//   - Run returns only after every worker it started has exited and been
+//     reaped; Hooks.Exit is called only then.
 //   - At first boot Run waits until every worker is ready (a handshake, not a
 //     sleep). If no worker ever becomes ready, Run stops and returns the
 //     worker's own error text.
 //   - A worker that exits unexpectedly is replaced at once; repeated crashes
-//     in one slot back off exponentially up to Options.BackoffMax. A pool that
-//     has served once never gives up.
-//   - SIGTERM or SIGINT (or cancelling Run's context) stops every worker
-//     gracefully: a worker finishes its in-flight jobs and exits; whatever is
-//     still running after Options.StopTimeout is killed, and the log says so.
-//     A second signal kills the workers at once. Run then returns nil.
+//     in one slot, and failures to start a worker at all (a deleted binary,
+//     a failing Hooks.Files), back off exponentially from Options.BackoffMin
+//     up to Options.BackoffMax. A worker that served for a few seconds
+//     resets the count. A pool that has served once never gives up.
+//   - A stop (SIGTERM, SIGINT or cancelling Run's context) first closes the
+//     supervisor's copy of the socket, so that new clients are refused
+//     rather than queued for no one, then asks every worker to finish its
+//     in-flight requests within Options.Grace and exit. Whatever still runs
+//     Grace plus KillMargin (its final flush) after is killed, and the log
+//     says so. Run then returns nil.
+//   - A second stop signal at least a second after the first kills the
+//     workers at once: press Ctrl-C again after a second to kill at once.
+//     Signals closer together are the same stop (a terminal's Ctrl-C reaches
+//     the whole process group, and a parent often forwards a SIGTERM too).
 //   - SIGHUP replaces the workers one slot at a time with fresh processes of
 //     the binary now on disk; each new worker is ready before the old one is
 //     told to drain. A new worker that fails to start aborts the reload and
-//     the old workers keep serving.
-//   - A worker whose oldest job has been in progress longer than
+//     the old workers keep serving. A SIGHUP during a reload runs one more
+//     full reload after it, so once the last SIGHUP settles every worker
+//     runs the binary that was on disk at that SIGHUP.
+//   - A worker whose oldest request has been in progress longer than
 //     Options.HangTimeout, or that has not reported for
 //     Options.ReportTimeout, is killed (SIGKILL) and replaced. Its other
-//     in-flight jobs are lost with it.
-//   - With Options.MaxJobs a worker is replaced (new one ready first) after
-//     that many jobs plus a random jitter, like gunicorn's --max-requests.
+//     in-flight requests are lost with it. Zero timeouts mean never.
+//   - With Options.MaxRequests a worker is replaced (new one ready first)
+//     after that many requests plus a random jitter, like gunicorn's
+//     --max-requests.
 //   - SIGTTIN adds a worker slot, SIGTTOU removes one (never the last).
+//   - While Run runs, the supervisor survives the loss of its log reader:
+//     a write to a closed stdout or stderr fails instead of raising a fatal
+//     SIGPIPE.
+//
+// Signals to the supervisor:
+//
+//	SIGTERM, SIGINT  stop gracefully; again, a second or more later: kill now
+//	SIGHUP           reload: replace every worker, one slot at a time
+//	SIGTTIN          add a worker slot
+//	SIGTTOU          remove a worker slot (never the last)
+//
+// A worker ignores SIGINT, SIGHUP, SIGTTIN and SIGTTOU (they reach the whole
+// process group; acting on them is the supervisor's call) and takes SIGTERM
+// as a request to stop, like the closing of its control pipe.
 //
 // Hooks are called from the supervisor's single event goroutine, in the order
 // the events happened; they must not block.

@@ -5,24 +5,50 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
 	"time"
 )
 
-// Defaults for the zero values of Options.
+// Defaults. The zero value of an Options field means the default named here,
+// or "never" where its doc comment says so; the flags of a command use these
+// as their own defaults.
 const (
-	DefaultWorkers       = 5
-	DefaultReadyTimeout  = 30 * time.Second
-	DefaultStopTimeout   = 30 * time.Second
-	DefaultHangTimeout   = 30 * time.Second
+	// DefaultWorkers is the pool size when Options.Workers is 0.
+	DefaultWorkers = 5
+	// DefaultReadyTimeout is Options.ReadyTimeout when it is 0.
+	DefaultReadyTimeout = 30 * time.Second
+	// DefaultGrace is Options.Grace when it is 0.
+	DefaultGrace = 10 * time.Second
+	// DefaultHangTimeout is a sensible Options.HangTimeout for a web server;
+	// the zero value means never.
+	DefaultHangTimeout = 30 * time.Second
+	// DefaultReportTimeout is a sensible Options.ReportTimeout; the zero
+	// value means never.
 	DefaultReportTimeout = 10 * time.Second
-	DefaultBackoffMin    = 100 * time.Millisecond
-	DefaultBackoffMax    = 10 * time.Second
+	// DefaultBackoffMin and DefaultBackoffMax bound the respawn backoff when
+	// Options.BackoffMin and BackoffMax are 0.
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 10 * time.Second
+)
+
+// KillMargin is how long a stopping worker has, after Options.Grace, to
+// flush its final metrics and exit before the supervisor kills it (SIGKILL).
+// A worker should spend at most Grace draining its in-flight requests.
+const KillMargin = 2 * time.Second
+
+const (
 	// stableAfter is how long a worker must have been ready before its exit
 	// no longer counts as one more crash in a row for the backoff.
 	stableAfter = 5 * time.Second
 	// tick is how often the supervisor checks deadlines (respawns, hangs,
 	// stragglers); it bounds how late a deadline is noticed.
 	tick = 25 * time.Millisecond
+	// signalMerge is how far apart two stop signals must be for the second
+	// to mean "kill the workers now". Closer signals are one stop: a
+	// terminal's Ctrl-C reaches the whole process group, and a parent (a
+	// shell, make, a test harness) often forwards its own SIGTERM right after.
+	signalMerge = time.Second
 )
 
 // Reason says why a worker exited.
@@ -32,7 +58,7 @@ type Reason string
 const (
 	ReasonCrash    Reason = "crash"    // it exited without being asked
 	ReasonTimeout  Reason = "timeout"  // it hung and was killed
-	ReasonRecycle  Reason = "recycle"  // it reached Options.MaxJobs
+	ReasonRecycle  Reason = "recycle"  // it reached Options.MaxRequests
 	ReasonReload   Reason = "reload"   // SIGHUP replaced it
 	ReasonScale    Reason = "scale"    // SIGTTOU removed its slot
 	ReasonShutdown Reason = "shutdown" // the pool is stopping
@@ -42,17 +68,27 @@ const (
 // Worker identifies one worker process in hooks.
 type Worker struct {
 	ID  int // slot number, from 1
-	PID int
+	PID int // 0 before the process exists (Hooks.Files)
 }
 
-// Hooks are called from the supervisor's event goroutine and must not block.
+// Hooks observe, and in one case extend, a worker's life. Every hook is
+// called from the supervisor's single event goroutine, in the order the
+// events happened, and must not block: the supervisor watches no deadline
+// while a hook runs. A nil hook is skipped.
 type Hooks struct {
+	// Files is called before each worker process is started, with the slot
+	// it will serve (PID 0). The files it returns are passed to the worker
+	// after the supervisor's own descriptors, in order, and the worker reads
+	// them with Child.Files. The supervisor does not close them. An error
+	// fails that start like any other (a respawn backs off and retries).
+	Files func(w Worker) ([]*os.File, error)
 	// Spawn is called after a worker process has started.
 	Spawn func(w Worker)
 	// Ready is called when a worker reports that it serves.
 	Ready func(w Worker)
-	// Exit is called when a worker has exited; wasReady tells whether it
-	// had ever become ready. err is the exit status, nil for a clean exit.
+	// Exit is called when a worker has exited and been reaped, so whatever
+	// it wrote (to a file from Files, say) is final. wasReady tells whether
+	// it had ever become ready; err is the exit status, nil for a clean exit.
 	Exit func(w Worker, reason Reason, wasReady bool, err error)
 	// Status is called with each progress report.
 	Status func(w Worker, s Status)
@@ -61,11 +97,11 @@ type Hooks struct {
 }
 
 // Options configure a Supervisor. The zero value of each field is usable
-// except Addr.
+// except Addr. Durations must not be negative.
 type Options struct {
 	// Addr is the TCP address every worker serves, e.g. "127.0.0.1:5000".
 	Addr string
-	// Workers is the pool size. Default 5.
+	// Workers is the pool size. 0: DefaultWorkers.
 	Workers int
 	// ReusePort makes each worker bind its own SO_REUSEPORT socket instead of
 	// inheriting the supervisor's. On reload or recycle, connections queued
@@ -83,26 +119,31 @@ type Options struct {
 	// os.Stderr.
 	Stdout, Stderr io.Writer
 
-	// ReadyTimeout bounds how long a new worker may take to become ready.
-	// Default 30s.
+	// ReadyTimeout bounds how long a new worker may take to become ready
+	// before it is killed. 0: DefaultReadyTimeout.
 	ReadyTimeout time.Duration
-	// StopTimeout is the grace period a stopping worker has to finish its
-	// in-flight jobs before it is killed. Default 30s.
-	StopTimeout time.Duration
-	// HangTimeout is how long a single job may be in progress before its
-	// worker is deemed hung and killed. Default 30s; negative disables.
+	// Grace is how long a stopping worker may finish its in-flight requests.
+	// The supervisor kills it (SIGKILL) if it is still running Grace plus
+	// KillMargin after it was told to stop. 0: DefaultGrace.
+	Grace time.Duration
+	// HangTimeout is how long a worker's oldest in-flight request may run
+	// before the worker is deemed hung, killed and replaced. 0: never.
 	HangTimeout time.Duration
 	// ReportTimeout is how long a ready worker may go without any report
-	// before it is deemed hung. Default 10s; negative disables.
+	// before it is deemed hung, killed and replaced. 0: never.
 	ReportTimeout time.Duration
-	// MaxJobs recycles a worker after this many jobs. Default 0: never.
-	MaxJobs uint64
-	// MaxJobsJitter adds a random 0..MaxJobsJitter to each worker's MaxJobs
-	// so that workers do not recycle together.
-	MaxJobsJitter uint64
+	// MaxRequests recycles a worker (its replacement ready first) after it
+	// has handled this many requests, like gunicorn's --max-requests.
+	// 0: never.
+	MaxRequests uint64
+	// MaxRequestsJitter adds a random 0..MaxRequestsJitter to each worker's
+	// MaxRequests so that workers do not recycle together. Ignored when
+	// MaxRequests is 0.
+	MaxRequestsJitter uint64
 	// BackoffMin and BackoffMax bound the delay before respawning a slot
-	// whose worker crashed again soon after starting. The first crash is
-	// respawned at once. Defaults 100ms and 10s.
+	// whose worker crashed again soon after starting, or could not be
+	// started. The first crash is respawned at once. 0: DefaultBackoffMin
+	// and DefaultBackoffMax.
 	BackoffMin, BackoffMax time.Duration
 
 	// Logger receives lifecycle events. Default slog.Default().
@@ -116,13 +157,30 @@ var ErrNoAddr = errors.New("supervisor: no listen address")
 
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
-	switch {
-	case o.Addr == "":
+	if o.Addr == "" {
 		return ErrNoAddr
-	case o.Workers < 0:
-		return fmt.Errorf("supervisor: workers %d: must be at least 1", o.Workers)
-	case o.ReadyTimeout < 0, o.StopTimeout < 0, o.BackoffMin < 0, o.BackoffMax < 0:
-		return errors.New("supervisor: timeouts and backoffs must not be negative")
+	}
+	if o.Workers < 0 {
+		return fmt.Errorf("supervisor: workers %d: must not be negative (0: %d)", o.Workers, DefaultWorkers)
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"ready timeout", o.ReadyTimeout}, {"grace", o.Grace}, {"hang timeout", o.HangTimeout},
+		{"report timeout", o.ReportTimeout}, {"backoff min", o.BackoffMin}, {"backoff max", o.BackoffMax},
+	} {
+		if d.d < 0 {
+			return fmt.Errorf("supervisor: %s %s: must not be negative", d.name, d.d)
+		}
+	}
+	// The worker's limit is MaxRequests plus a draw from 0..MaxRequestsJitter:
+	// the sum must fit, and so must the draw's range (jitter+1).
+	if o.MaxRequests > 0 && o.MaxRequestsJitter > math.MaxUint64-o.MaxRequests {
+		return fmt.Errorf("supervisor: max requests %d plus jitter %d overflows a uint64", o.MaxRequests, o.MaxRequestsJitter)
+	}
+	if o.MaxRequestsJitter == math.MaxUint64 {
+		return fmt.Errorf("supervisor: max requests jitter %d: must be less than %d", o.MaxRequestsJitter, uint64(math.MaxUint64))
 	}
 	return nil
 }
@@ -134,14 +192,8 @@ func (o *Options) setDefaults() {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = DefaultReadyTimeout
 	}
-	if o.StopTimeout == 0 {
-		o.StopTimeout = DefaultStopTimeout
-	}
-	if o.HangTimeout == 0 {
-		o.HangTimeout = DefaultHangTimeout
-	}
-	if o.ReportTimeout == 0 {
-		o.ReportTimeout = DefaultReportTimeout
+	if o.Grace == 0 {
+		o.Grace = DefaultGrace
 	}
 	if o.BackoffMin == 0 {
 		o.BackoffMin = DefaultBackoffMin

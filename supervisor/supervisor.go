@@ -5,21 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Supervisor runs and watches a pool of workers. Create it with New and start
 // it with Run.
 type Supervisor struct {
 	opts Options
+	sys  sys
 
 	cmds chan command // Reload and Scale calls, into the event loop
 
@@ -32,7 +36,10 @@ type Supervisor struct {
 	wg        sync.WaitGroup
 	everReady bool
 	reload    []int // slot ids still to replace in the current reload
+	reloading bool  // a reload is under way (its last slot may be starting)
+	reloadDue bool  // a SIGHUP came during the reload: run one more after it
 	stopping  bool
+	stopBegan time.Time // when stopping began, to merge close stop signals
 	bound     chan string
 }
 
@@ -47,7 +54,7 @@ type slot struct {
 type proc struct {
 	slot       *slot
 	pid        int
-	cmd        *exec.Cmd
+	process    process
 	control    *os.File // our write end; closing it asks the worker to stop
 	started    time.Time
 	readyAt    time.Time // zero until ready
@@ -99,6 +106,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	return &Supervisor{
 		opts:   opts,
+		sys:    realSys(),
 		cmds:   make(chan command, 8),
 		procs:  make(map[*proc]struct{}),
 		events: make(chan event, 64),
@@ -106,7 +114,8 @@ func New(opts Options) (*Supervisor, error) {
 	}, nil
 }
 
-// Reload replaces every worker, one at a time, as SIGHUP does.
+// Reload replaces every worker, one at a time, as SIGHUP does; during a
+// reload it schedules one more after it.
 func (s *Supervisor) Reload() { s.cmds <- command{reload: true} }
 
 // Scale adds (delta > 0) or removes (delta < 0) worker slots, as SIGTTIN and
@@ -120,22 +129,29 @@ func (s *Supervisor) Addr() <-chan string { return s.bound }
 // Run binds the socket, starts the pool and supervises it until ctx is done
 // or a stop signal arrives, then stops the workers. It returns nil after a
 // normal stop, or an error if the pool could not start.
+//
+// While Run runs, a write to a closed stdout or stderr (the reader of the
+// log went away) fails with EPIPE instead of killing the process.
 func (s *Supervisor) Run(ctx context.Context) error {
+	// Go's runtime kills a process that writes to a broken stdout or stderr
+	// unless SIGPIPE is handled; the pool must outlive its log reader (`2>&1
+	// | tee log`, then tee dies). Notify rather than Ignore: an ignored
+	// signal stays ignored across exec, in the workers and what they start.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
+
 	if err := s.bind(); err != nil {
 		return err
 	}
-	defer func() {
-		if s.listener != nil {
-			s.listener.Close()
-		}
-	}()
+	defer s.closeListener()
 	log := s.opts.Logger
 	log.Info("supervisor started", "pid", os.Getpid(), "addr", s.addr, "workers", s.opts.Workers,
 		"reuseport", s.opts.ReusePort, "path", s.opts.Path)
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
-	defer signal.Stop(sigs)
+	s.sys.notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	defer s.sys.stopNotify(sigs)
 
 	for i := 1; i <= s.opts.Workers; i++ {
 		sl := &slot{id: i}
@@ -148,8 +164,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
+	ticks, stopTicker := s.sys.ticker(tick)
+	defer stopTicker()
 	ctxDone := ctx.Done()
 	var bootErr error
 	for len(s.procs) > 0 || !s.stopping {
@@ -172,8 +188,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.killAll()
 				s.stopping = true
 			}
-		case now := <-ticker.C:
-			if err := s.check(now); err != nil && bootErr == nil {
+		case <-ticks:
+			if err := s.check(s.sys.now()); err != nil && bootErr == nil {
 				bootErr = err
 				s.killAll()
 				s.stopping = true
@@ -186,6 +202,16 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	log.Info("supervisor stopped")
 	return nil
+}
+
+// closeListener closes the supervisor's copy of the shared socket. Once no
+// worker holds it either, the kernel refuses new connections instead of
+// queueing them for nobody.
+func (s *Supervisor) closeListener() {
+	if s.listener != nil {
+		s.listener.Close()
+		s.listener = nil
+	}
 }
 
 func (s *Supervisor) bind() error {
@@ -236,12 +262,19 @@ func (s *Supervisor) signal(sig os.Signal) {
 	log := s.opts.Logger
 	switch sig {
 	case syscall.SIGTERM, syscall.SIGINT:
-		if s.stopping {
-			log.Warn("second stop signal: killing workers now", "signal", sig.String(), "workers", len(s.procs))
-			s.killAll()
+		if !s.stopping {
+			s.shutdown(sig.String())
 			return
 		}
-		s.shutdown(sig.String())
+		// A terminal's Ctrl-C reaches the whole process group, and a parent
+		// often forwards its own SIGTERM right after: only a signal sent
+		// deliberately later escalates.
+		if since := s.sys.now().Sub(s.stopBegan); since < signalMerge {
+			log.Info("stop signal soon after the first: same stop", "signal", sig.String(), "after", since)
+			return
+		}
+		log.Warn("second stop signal: killing workers now", "signal", sig.String(), "workers", len(s.procs))
+		s.killAll()
 	case syscall.SIGHUP:
 		s.startReload()
 	case syscall.SIGTTIN:
@@ -255,9 +288,13 @@ func (s *Supervisor) shutdown(why string) {
 	if s.stopping {
 		return
 	}
-	s.stopping = true
-	s.reload = nil
-	s.opts.Logger.Info("stopping workers", "why", why, "workers", len(s.procs), "grace", s.opts.StopTimeout)
+	s.stopping, s.stopBegan = true, s.sys.now()
+	s.reload, s.reloading, s.reloadDue = nil, false, false
+	// New connections get a refusal rather than a queue no worker serves:
+	// the workers close their copies as they stop.
+	s.closeListener()
+	s.opts.Logger.Info("stopping workers", "why", why, "workers", len(s.procs),
+		"grace", s.opts.Grace, "kill_after", s.opts.Grace+KillMargin)
 	for p := range s.procs {
 		s.stop(p, ReasonShutdown)
 	}
@@ -266,6 +303,13 @@ func (s *Supervisor) shutdown(why string) {
 // spawn starts a worker for sl. With a reason it is a replacement (sl.next)
 // that takes over the slot once ready; otherwise it becomes the slot's worker.
 func (s *Supervisor) spawn(sl *slot, why Reason) error {
+	var extra []*os.File
+	if h := s.opts.Hooks.Files; h != nil {
+		var err error
+		if extra, err = h(Worker{ID: sl.id}); err != nil {
+			return fmt.Errorf("supervisor: start worker %d: files: %w", sl.id, err)
+		}
+	}
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
@@ -276,24 +320,32 @@ func (s *Supervisor) spawn(sl *slot, why Reason) error {
 		reportW.Close()
 		return fmt.Errorf("supervisor: start worker %d: %w", sl.id, err)
 	}
-	recycleAt := s.opts.MaxJobs
-	if recycleAt > 0 && s.opts.MaxJobsJitter > 0 {
-		recycleAt += rand.Uint64N(s.opts.MaxJobsJitter + 1)
+	// Validate made sure neither the sum nor the draw's range overflows.
+	recycleAt := s.opts.MaxRequests
+	if recycleAt > 0 && s.opts.MaxRequestsJitter > 0 {
+		recycleAt += rand.Uint64N(s.opts.MaxRequestsJitter + 1)
 	}
-	cmd := exec.Command(s.opts.Path, s.opts.Args...)
-	cmd.Env = append(append([]string(nil), s.opts.Env...), envWorkerID+"="+strconv.Itoa(sl.id))
+	spec := procSpec{
+		path:   s.opts.Path,
+		args:   s.opts.Args,
+		env:    append(append([]string(nil), s.opts.Env...), envWorkerID+"="+strconv.Itoa(sl.id)),
+		stdout: s.opts.Stdout,
+		stderr: s.opts.Stderr,
+		files:  []*os.File{reportW, controlR},
+	}
 	if recycleAt > 0 {
-		cmd.Env = append(cmd.Env, envMaxJobs+"="+strconv.FormatUint(recycleAt, 10))
+		spec.env = append(spec.env, envMaxRequests+"="+strconv.FormatUint(recycleAt, 10))
 	}
 	if s.opts.ReusePort {
-		cmd.Env = append(cmd.Env, envReusePort+"="+s.addr)
+		spec.env = append(spec.env, envReusePort+"="+s.addr)
+	} else {
+		spec.files = append(spec.files, s.listener)
 	}
-	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
-	cmd.ExtraFiles = []*os.File{reportW, controlR}
-	if s.listener != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, s.listener)
+	if len(extra) > 0 {
+		spec.env = append(spec.env, envFiles+"="+strconv.Itoa(len(extra)))
+		spec.files = append(spec.files, extra...)
 	}
-	err = cmd.Start()
+	proc0, err := s.sys.start(spec)
 	reportW.Close()
 	controlR.Close()
 	if err != nil {
@@ -303,10 +355,10 @@ func (s *Supervisor) spawn(sl *slot, why Reason) error {
 	}
 	p := &proc{
 		slot:      sl,
-		pid:       cmd.Process.Pid,
-		cmd:       cmd,
+		pid:       proc0.Pid(),
+		process:   proc0,
 		control:   controlW,
-		started:   time.Now(),
+		started:   s.sys.now(),
 		why:       why,
 		recycleAt: recycleAt,
 	}
@@ -335,9 +387,22 @@ func pidOf(p *proc) int {
 
 // watch forwards p's frames, then its exit, to the event loop: one goroutine
 // per worker keeps a worker's frames ordered before its exit.
+//
+// The exit is the process's own (Wait), not the report pipe's end-of-file: a
+// process the worker started may hold the pipe open long after the worker is
+// gone. When Wait returns first, the frames already in the pipe are still
+// delivered; whatever such a process writes later is not.
 func (s *Supervisor) watch(p *proc, report *os.File) {
 	defer s.wg.Done()
-	r := bufio.NewReader(report)
+	exited := make(chan error, 1)
+	go func() {
+		err := p.process.Wait()
+		// A deadline in the past wakes the reader; it then drains the pipe
+		// without waiting (reportReader).
+		_ = report.SetReadDeadline(time.Unix(1, 0))
+		exited <- err
+	}()
+	r := bufio.NewReader(&reportReader{f: report})
 	for {
 		typ, payload, err := readFrame(r)
 		if err != nil {
@@ -345,9 +410,45 @@ func (s *Supervisor) watch(p *proc, report *os.File) {
 		}
 		s.events <- event{p: p, typ: typ, payload: payload}
 	}
+	err := <-exited
 	report.Close()
-	err := p.cmd.Wait()
 	s.events <- event{p: p, err: err}
+}
+
+// reportReader reads a worker's report pipe until end-of-file, or, once the
+// worker has exited (its watcher set a past read deadline), until the pipe
+// is empty.
+type reportReader struct {
+	f        *os.File
+	draining bool
+}
+
+func (r *reportReader) Read(b []byte) (int, error) {
+	if !r.draining {
+		n, err := r.f.Read(b)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		r.draining = true
+		if err := r.f.SetReadDeadline(time.Time{}); err != nil {
+			return 0, io.EOF
+		}
+	}
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0, io.EOF
+	}
+	var n int
+	var rerr error
+	// Returning true reads once, without waiting for the pipe to be ready.
+	err = rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), b)
+		return true
+	})
+	if err != nil || rerr != nil || n <= 0 {
+		return 0, io.EOF // empty (EAGAIN), or at end-of-file
+	}
+	return n, nil
 }
 
 // wait drains events until every watcher goroutine has finished.
@@ -380,7 +481,7 @@ func (s *Supervisor) handle(ev event) error {
 			s.opts.Logger.Warn("bad status frame", "worker", w.ID, "pid", w.PID, "err", err)
 			return nil
 		}
-		p.status, p.statusAt = st, time.Now()
+		p.status, p.statusAt = st, s.sys.now()
 		if h := s.opts.Hooks.Status; h != nil {
 			h(w, st)
 		}
@@ -400,10 +501,11 @@ func (s *Supervisor) ready(p *proc) {
 	if !p.readyAt.IsZero() {
 		return
 	}
-	p.readyAt, p.statusAt = time.Now(), time.Now()
+	now := s.sys.now()
+	p.readyAt, p.statusAt = now, now
 	s.everReady = true
 	sl := p.slot
-	s.opts.Logger.Info("worker ready", "worker", sl.id, "pid", p.pid, "after", time.Since(p.started).Round(time.Millisecond))
+	s.opts.Logger.Info("worker ready", "worker", sl.id, "pid", p.pid, "after", now.Sub(p.started).Round(time.Millisecond))
 	if h := s.opts.Hooks.Ready; h != nil {
 		h(Worker{ID: sl.id, PID: p.pid})
 	}
@@ -439,8 +541,9 @@ func (s *Supervisor) exited(p *proc, err error) error {
 		}
 	}
 	log := s.opts.Logger
+	now := s.sys.now()
 	attrs := []any{"worker", sl.id, "pid", p.pid, "reason", string(reason),
-		"ran", time.Since(p.started).Round(time.Millisecond), "handled", p.status.Handled}
+		"ran", now.Sub(p.started).Round(time.Millisecond), "handled", p.status.Handled}
 	if err != nil {
 		attrs = append(attrs, "status", err.Error())
 	}
@@ -457,17 +560,19 @@ func (s *Supervisor) exited(p *proc, err error) error {
 	case sl.next == p:
 		// A replacement died before taking over: the old worker keeps serving.
 		sl.next = nil
-		if cur := sl.cur; cur != nil && cur.recycleAt > 0 {
-			cur.recycleAt = cur.status.Handled + s.opts.MaxJobs // try again later
-		}
+		s.recycleLater(sl.cur)
 		if sl.cur == nil { // the worker it was to replace died meanwhile
-			sl.respawnAt = time.Now().Add(s.backoff(sl.crashes))
+			sl.respawnAt = now.Add(s.backoff(sl.crashes))
 			sl.crashes++
 		}
-		if p.why == ReasonReload && !s.stopping {
+		switch {
+		case p.why != ReasonReload || s.stopping:
+		case p.stopReason == ReasonScale:
+			s.nextReload() // its slot is gone: nothing to replace there
+		default:
 			log.Error("reload aborted: new worker failed to start; old workers keep serving",
 				"worker", sl.id, "pid", p.pid, "err", p.fatalOr(err))
-			s.reload = nil
+			s.endReload()
 		}
 	case sl.cur == p:
 		sl.cur = nil
@@ -479,17 +584,17 @@ func (s *Supervisor) exited(p *proc, err error) error {
 		}
 		delay := time.Duration(0)
 		if reason == ReasonCrash || reason == ReasonStartup {
-			if wasReady && time.Since(p.readyAt) >= stableAfter {
+			if wasReady && now.Sub(p.readyAt) >= stableAfter {
 				sl.crashes = 0
 			}
 			delay = s.backoff(sl.crashes)
 			sl.crashes++
 		}
-		sl.respawnAt = time.Now().Add(delay)
+		sl.respawnAt = now.Add(delay)
 		if delay > 0 {
 			log.Warn("worker crashing repeatedly: backing off", "worker", sl.id, "crashes", sl.crashes, "delay", delay)
 		}
-		s.respawnDue(time.Now())
+		s.respawnDue(now)
 	}
 	return nil
 }
@@ -520,12 +625,12 @@ func (s *Supervisor) stop(p *proc, why Reason) {
 	if p.stopReason != "" {
 		return
 	}
-	p.stopReason, p.stopAt = why, time.Now()
+	p.stopReason, p.stopAt = why, s.sys.now()
 	p.control.Close()
 }
 
 func (s *Supervisor) kill(p *proc) {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.process.Signal(syscall.SIGKILL) // an error means it is gone already
 }
 
 func (s *Supervisor) killAll() {
@@ -547,9 +652,9 @@ func (s *Supervisor) check(now time.Time) error {
 		sl := p.slot
 		switch {
 		case p.stopReason != "":
-			if now.Sub(p.stopAt) > s.opts.StopTimeout && !p.stopAt.IsZero() {
+			if !p.stopAt.IsZero() && now.Sub(p.stopAt) > s.opts.Grace+KillMargin {
 				log.Warn("worker did not stop within the grace period: killing it", "worker", sl.id, "pid", p.pid,
-					"reason", string(p.stopReason), "grace", s.opts.StopTimeout)
+					"reason", string(p.stopReason), "grace", s.opts.Grace, "kill_margin", KillMargin)
 				p.stopAt = time.Time{} // kill once
 				s.kill(p)
 			}
@@ -589,38 +694,72 @@ func (s *Supervisor) respawnDue(now time.Time) {
 	for _, sl := range s.slots {
 		if sl.cur == nil && sl.next == nil && !now.Before(sl.respawnAt) {
 			if err := s.spawn(sl, ""); err != nil {
-				s.opts.Logger.Error("respawn failed", "worker", sl.id, "err", err)
-				sl.respawnAt = now.Add(s.backoff(sl.crashes + 1))
+				s.spawnFailed(sl, now, "respawn failed: backing off", err)
 			}
 		}
 	}
 }
 
+// spawnFailed schedules another try for a slot whose worker could not be
+// started, backing off as for a crash: a missing binary must not make the
+// supervisor spin.
+func (s *Supervisor) spawnFailed(sl *slot, now time.Time, msg string, err error) {
+	sl.crashes++
+	delay := s.backoff(sl.crashes)
+	sl.respawnAt = now.Add(delay)
+	s.opts.Logger.Error(msg, "worker", sl.id, "crashes", sl.crashes, "delay", delay, "err", err)
+}
+
 func (s *Supervisor) maybeRecycle(p *proc) {
 	sl := p.slot
-	if s.opts.MaxJobs == 0 || s.stopping || sl.cur != p || sl.next != nil || p.stopReason != "" ||
-		p.readyAt.IsZero() || p.status.Handled < p.recycleAt || len(s.reload) > 0 {
+	if s.opts.MaxRequests == 0 || s.stopping || sl.cur != p || sl.next != nil || p.stopReason != "" ||
+		p.readyAt.IsZero() || p.status.Handled < p.recycleAt || s.reloading {
 		return
 	}
 	s.opts.Logger.Info("recycling worker", "worker", sl.id, "pid", p.pid, "handled", p.status.Handled)
 	if err := s.spawn(sl, ReasonRecycle); err != nil {
-		s.opts.Logger.Error("recycle failed", "worker", sl.id, "err", err)
+		s.opts.Logger.Error("recycle failed: the worker keeps serving", "worker", sl.id, "err", err)
+		s.recycleLater(p)
 	}
 }
 
+// recycleLater moves p's recycle limit MaxRequests further, after a
+// replacement failed, so that not every report retries at once.
+func (s *Supervisor) recycleLater(p *proc) {
+	if p == nil || p.recycleAt == 0 {
+		return
+	}
+	p.recycleAt = p.status.Handled + min(s.opts.MaxRequests, math.MaxUint64-p.status.Handled)
+}
+
+// startReload starts replacing every slot's worker, one at a time. During a
+// reload it schedules one more full reload after it instead: a slot already
+// replaced may run an older binary than the one on disk now.
 func (s *Supervisor) startReload() {
 	if s.stopping {
 		return
 	}
-	if len(s.reload) > 0 {
-		s.opts.Logger.Warn("reload already in progress")
+	if s.reloading {
+		s.opts.Logger.Info("reload already in progress: reloading again after it")
+		s.reloadDue = true
 		return
 	}
 	s.opts.Logger.Info("reloading workers", "workers", len(s.slots), "path", s.opts.Path)
+	s.reloading = true
 	for _, sl := range s.slots {
 		s.reload = append(s.reload, sl.id)
 	}
 	s.nextReload()
+}
+
+// endReload ends the current reload, done or aborted, and starts the one a
+// SIGHUP during it asked for.
+func (s *Supervisor) endReload() {
+	s.reload, s.reloading = nil, false
+	if s.reloadDue {
+		s.reloadDue = false
+		s.startReload()
+	}
 }
 
 // nextReload replaces the next slot of the current reload.
@@ -638,12 +777,13 @@ func (s *Supervisor) nextReload() {
 			return
 		}
 		if err := s.spawn(sl, ReasonReload); err != nil {
-			s.opts.Logger.Error("reload aborted", "worker", sl.id, "err", err)
-			s.reload = nil
+			s.opts.Logger.Error("reload aborted: old workers keep serving", "worker", sl.id, "err", err)
+			s.endReload()
 		}
 		return
 	}
 	s.opts.Logger.Info("reload done")
+	s.endReload()
 }
 
 func (s *Supervisor) slotByID(id int) *slot {
@@ -664,8 +804,7 @@ func (s *Supervisor) scale(delta int) {
 		s.slots = append(s.slots, sl)
 		s.opts.Logger.Info("adding worker", "worker", sl.id, "workers", len(s.slots))
 		if err := s.spawn(sl, ""); err != nil {
-			s.opts.Logger.Error("scale up failed", "worker", sl.id, "err", err)
-			sl.respawnAt = time.Now().Add(s.backoff(1))
+			s.spawnFailed(sl, s.sys.now(), "scale up failed: backing off", err)
 		}
 	}
 	for ; delta < 0 && len(s.slots) > 1; delta++ {

@@ -60,7 +60,7 @@ func TestOptionsValidate(t *testing.T) {
 		"addr only":        {Options{Addr: "127.0.0.1:0"}, false},
 		"no addr":          {Options{}, true},
 		"negative workers": {Options{Addr: ":0", Workers: -1}, true},
-		"negative timeout": {Options{Addr: ":0", StopTimeout: -time.Second}, true},
+		"negative timeout": {Options{Addr: ":0", Grace: -time.Second}, true},
 	} {
 		if err := tc.o.Validate(); (err != nil) != tc.err {
 			t.Errorf("%s: Validate() = %v, want error %v", name, err, tc.err)

@@ -16,11 +16,24 @@ const (
 	listenerFD = 5 // the shared listening socket (inherited mode only)
 )
 
+// firstExtraFD is the descriptor of the first file from Hooks.Files: right
+// after the supervisor's own, which include the listener unless each worker
+// binds its own.
+func firstExtraFD(reusePort bool) int {
+	if reusePort {
+		return listenerFD
+	}
+	return listenerFD + 1
+}
+
 // Environment variables that mark a process as a worker and configure it.
+// They are named FORKWATCH_WORKER_* so that none is a command's flag
+// variable (FORKWATCH_MAX_REQUESTS is -max-requests).
 const (
-	envWorkerID  = "FORKWATCH_WORKER_ID"
-	envReusePort = "FORKWATCH_REUSEPORT_ADDR"
-	envMaxJobs   = "FORKWATCH_MAX_JOBS"
+	envWorkerID    = "FORKWATCH_WORKER_ID"
+	envReusePort   = "FORKWATCH_REUSEPORT_ADDR"
+	envMaxRequests = "FORKWATCH_WORKER_MAX_REQUESTS" // this worker's recycle limit
+	envFiles       = "FORKWATCH_WORKER_FILES"        // how many files Hooks.Files passed
 )
 
 // Frame types on the report pipe. A frame is one type byte, a big-endian
@@ -41,11 +54,11 @@ var ErrFrameTooLarge = errors.New("supervisor: frame too large")
 
 // Status is what a worker reports about its progress.
 type Status struct {
-	// Handled counts the jobs the worker has finished since it started.
+	// Handled counts the requests the worker has finished since it started.
 	Handled uint64
-	// Busy is the age of the oldest job still in progress; zero when idle.
+	// Busy is the age of the oldest request still in progress; zero when idle.
 	Busy time.Duration
-	// BusyWith labels that oldest job (for a web server, its route).
+	// BusyWith labels that oldest request (for a web server, its route).
 	BusyWith string
 }
 
