@@ -234,10 +234,23 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 			return fail(fmt.Errorf("serve: %w", err))
 		}
 	}
+	// Drain, and keep reporting meanwhile: a worker stopped by a SIGTERM
+	// of its own is otherwise judged silent by -report-timeout and killed
+	// in the middle of its requests.
 	ctx, cancel := context.WithTimeout(context.Background(), o.Grace)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn("grace period over with requests in flight", "err", err)
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(ctx) }()
+	for draining := true; draining; {
+		select {
+		case err := <-drained:
+			if err != nil {
+				log.Warn("grace period over with requests in flight", "err", err)
+			}
+			draining = false
+		case <-tick.C:
+			_ = report()
+		}
 	}
 	_ = report() // the final count, for the supervisor's exit log
 	if metrics != nil {

@@ -111,15 +111,15 @@ func TestExpressionBrowser(t *testing.T) {
 		}
 	}
 
-	// A README cookbook link, pointed at this Prometheus, opens the
-	// expression browser with the query filled in and its answer shown.
-	readme, err := os.ReadFile(filepath.Join(stacktest.Root(t), "README.md"))
+	// A cookbook link (docs/cookbook.md), pointed at this Prometheus, opens
+	// the expression browser with the query filled in and its answer shown.
+	readme, err := os.ReadFile(filepath.Join(stacktest.Root(t), "docs", "cookbook.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	seedLink := regexp.MustCompile(`http://127\.0\.0\.1:9090(/graph\?g0\.expr=request_count%7Bhttp_status%3D%22500%22%7D&g0\.tab=1)`).FindSubmatch(readme)
 	if seedLink == nil {
-		t.Fatal(`README.md has no cookbook link for request_count{http_status="500"}`)
+		t.Fatal(`docs/cookbook.md has no link for request_count{http_status="500"}`)
 	}
 	run("open "+string(seedLink[1]), chromedp.Navigate(prom.URL+string(seedLink[1])))
 	stacktest.Eventually(t, 30*time.Second, func() (bool, string) {

@@ -605,15 +605,22 @@ func env(c k8sContainer, name string) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// TestReadme checks the README's PromQL cookbook: each query is shown with a
-// link that opens exactly it in the expression browser of `make run`, uses
-// only existing metrics, and the cookbook covers what a newcomer asks first.
-// The screenshot the README shows must exist.
+// TestReadme checks the PromQL cookbook (docs/cookbook.md, linked from the
+// README): each query is shown with a link that opens exactly it in the
+// expression browser of `make run`, uses only existing metrics, and the
+// cookbook covers what a newcomer asks first. The screenshot the README
+// shows must exist, and every docs/ page the README links to.
 func TestReadme(t *testing.T) {
 	readme := string(read(t, "README.md"))
-	_, section, ok := strings.Cut(readme, "\n## PromQL cookbook\n")
+	cookbook := string(read(t, "docs/cookbook.md"))
+	_, section, ok := strings.Cut(cookbook, "\n## PromQL cookbook\n")
 	if !ok {
-		t.Fatal("README.md has no ## PromQL cookbook section")
+		t.Fatal("docs/cookbook.md has no ## PromQL cookbook section")
+	}
+	for _, m := range regexp.MustCompile(`\]\(((?:docs/)?[A-Za-z0-9_./-]+\.md)\)`).FindAllStringSubmatch(readme, -1) {
+		if _, err := os.Stat(filepath.Join(root(t), m[1])); err != nil {
+			t.Errorf("README links to %s, which is missing", m[1])
+		}
 	}
 	if i := strings.Index(section, "\n## "); i >= 0 {
 		section = section[:i]

@@ -151,6 +151,8 @@ type Server struct {
 	max      uint64
 	full     chan struct{}
 	linger   time.Duration
+	// acceptFailed counts accepts that failed for lack of descriptors.
+	acceptFailed atomic.Uint64
 }
 
 // New returns a Server for routes, or the first option that cannot work.
@@ -190,6 +192,7 @@ func New(routes Routes, opts Options) (*Server, error) {
 
 // Serve serves ln until Shutdown; it returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = patientListener{Listener: ln, log: s.log, failed: &s.acceptFailed, sleep: time.Sleep}
 	if s.linger > 0 {
 		ln = lingerListener{Listener: ln, linger: s.linger}
 	}
@@ -204,6 +207,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWith
 // Progress is what a supervisor needs to tell a busy worker from a hung one.
 type Progress struct {
 	Handled  uint64        // requests finished
+	// AcceptFailed counts accepts that failed for lack of descriptors or
+	// memory and were retried (see patientListener).
+	AcceptFailed uint64
 	Busy     time.Duration // age of the oldest request in progress; 0 when idle
 	BusyWith string        // that request's endpoint label
 }
@@ -211,7 +217,7 @@ type Progress struct {
 // Progress reports requests finished and the oldest request in progress.
 func (s *Server) Progress() Progress {
 	age, endpoint := s.inflight.oldest()
-	return Progress{Handled: s.handled.Load(), Busy: age, BusyWith: endpoint}
+	return Progress{Handled: s.handled.Load(), Busy: age, BusyWith: endpoint, AcceptFailed: s.acceptFailed.Load()}
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
