@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -103,17 +104,78 @@ func Main(app App) int {
 	return 0
 }
 
-func newMetrics(o *Options, log *slog.Logger) (*statsd.Client, error) {
+func newMetrics(o *Options, seg *statsd.Segment, log *slog.Logger) (*statsd.Client, error) {
 	if o.NoMetrics {
 		return nil, nil
 	}
-	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Logger: log})
+	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Segment: seg, Logger: log})
+}
+
+// withSegments gives every worker a statsd.Segment (shared memory for its
+// not-yet-sent metrics, passed like the listening socket) and, when a
+// worker has exited and been reaped, sends what it left there: nothing
+// after a clean exit, its last window after a SIGKILL.
+// The returned wait blocks until every remainder is sent.
+func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) (supervisor.Hooks, func()) {
+	var sending sync.WaitGroup
+	pending := map[int]*statsd.Segment{} // by slot, between Files and Spawn
+	byPID := map[int]*statsd.Segment{}
+	files, spawn, exit := h.Files, h.Spawn, h.Exit
+	h.Files = func(w supervisor.Worker) ([]*os.File, error) {
+		var fs []*os.File
+		if files != nil {
+			var err error
+			if fs, err = files(w); err != nil {
+				return nil, err
+			}
+		}
+		seg, err := statsd.NewSegment()
+		if err != nil {
+			return nil, err
+		}
+		if old := pending[w.ID]; old != nil {
+			_ = old.Close() // its spawn failed
+		}
+		pending[w.ID] = seg
+		return append([]*os.File{seg.File()}, fs...), nil
+	}
+	h.Spawn = func(w supervisor.Worker) {
+		if seg := pending[w.ID]; seg != nil {
+			byPID[w.PID] = seg
+			delete(pending, w.ID)
+		}
+		if spawn != nil {
+			spawn(w)
+		}
+	}
+	h.Exit = func(w supervisor.Worker, reason supervisor.Reason, wasReady bool, err error) {
+		if seg := byPID[w.PID]; seg != nil {
+			delete(byPID, w.PID)
+			// Off the supervisor's goroutine: a send may wait on the network.
+			sending.Add(1)
+			go func() {
+				defer sending.Done()
+				r, err := metrics.SendRemainder(seg)
+				switch {
+				case err != nil:
+					log.Warn("metrics a worker left unsent could not be sent", "worker", w.ID, "pid", w.PID, "err", err)
+				case r.Counts > 0 || r.Samples > 0:
+					log.Info("sent the metrics a worker left unsent", "worker", w.ID, "pid", w.PID, "counts", r.Counts, "samples", r.Samples)
+				}
+				_ = seg.Close()
+			}()
+		}
+		if exit != nil {
+			exit(w, reason, wasReady, err)
+		}
+	}
+	return h, sending.Wait
 }
 
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
 func supervise(app *App, o *Options, log *slog.Logger) error {
-	metrics, err := newMetrics(o, log)
+	metrics, err := newMetrics(o, nil, log)
 	if err != nil {
 		return err
 	}
@@ -134,6 +196,11 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 				metrics.WorkerRestart(string(reason))
 			}
 		}
+	}
+	if metrics != nil {
+		var sent func()
+		hooks, sent = withSegments(hooks, metrics, log)
+		defer sent() // before metrics.Close, deferred earlier
 	}
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
@@ -178,7 +245,17 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	if app.Routes == nil {
 		return fail(errors.New("forkwatch: App.Routes is not set"))
 	}
-	metrics, err := newMetrics(o, log)
+	var seg *statsd.Segment
+	if !o.NoMetrics {
+		files := child.Files()
+		if len(files) == 0 {
+			return fail(errors.New("forkwatch: no metrics segment from the supervisor"))
+		}
+		if seg, err = statsd.OpenSegment(files[0]); err != nil {
+			return fail(err)
+		}
+	}
+	metrics, err := newMetrics(o, seg, log)
 	if err != nil {
 		return fail(err)
 	}

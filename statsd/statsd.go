@@ -11,6 +11,7 @@ package statsd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -67,8 +68,13 @@ type Config struct {
 	// FlushInterval is the client-side aggregation interval. Default
 	// DefaultFlushInterval.
 	FlushInterval time.Duration
-	// Logger receives the first send error and resolution failures.
+	// Logger receives send errors (at most one line per errorLogEvery) and
+	// resolution failures.
 	Logger *slog.Logger
+	// Segment, if set, is the shared memory the worker's not-yet-sent
+	// metrics live in, so that they outlive the worker (see Segment). Nil:
+	// a private one, freed by Close.
+	Segment *Segment
 }
 
 // Validate reports the first field that cannot work.
@@ -84,18 +90,23 @@ func (c *Config) Validate() error {
 
 // Client records requests and pool events as DogStatsD metrics.
 type Client struct {
-	cfg     Config
-	appTag  string
-	dd      atomic.Pointer[dd.Client]
-	tags    sync.Map // requestKey -> *requestTags
-	errOnce sync.Once
-	errs    atomic.Uint64
-	dropped atomic.Uint64 // records made while no client could be built
-	stop    context.CancelFunc
-	retried sync.WaitGroup
-	gate    sync.RWMutex  // read: sending; write: flushing (see flushLoop)
-	closing chan struct{} // closed by Close: flushLoop ends
-	flushed sync.WaitGroup
+	cfg      Config
+	appTag   string
+	dd       atomic.Pointer[dd.Client]
+	seg      *Segment
+	ownSeg   bool
+	sendMu   sync.Mutex    // one sender at a time: flushes, SendRemainder, overflow
+	flushNow chan struct{} // Record asks for an early flush (ring half full)
+	overflow atomic.Uint64 // records sent past a full series table
+	errMu    sync.Mutex
+	errLast  time.Time
+	errSeen  uint64 // errors at the last log line
+	errs     atomic.Uint64
+	dropped  atomic.Uint64 // records made while no client could be built
+	stop     context.CancelFunc
+	retried  sync.WaitGroup
+	closing  chan struct{} // closed by Close: flushLoop ends
+	flushed  sync.WaitGroup
 }
 
 type requestKey struct {
@@ -133,7 +144,15 @@ func New(cfg Config) (*Client, error) {
 	for _, k := range envTags {
 		os.Unsetenv(k)
 	}
-	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName, closing: make(chan struct{})}
+	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName, closing: make(chan struct{}),
+		seg: cfg.Segment, flushNow: make(chan struct{}, 1)}
+	if c.seg == nil {
+		seg, err := NewSegment()
+		if err != nil {
+			return nil, err
+		}
+		c.seg, c.ownSeg = seg, true
+	}
 	if err := c.connect(); err != nil {
 		cfg.Logger.Warn("metrics address not usable yet; serving without metrics and retrying",
 			"addr", cfg.Addr, "err", err, "every", retryEvery)
@@ -189,15 +208,12 @@ func (c *Client) connect() error {
 	return nil
 }
 
-// flushLoop flushes the client every FlushInterval with the gate closed.
-//
-// datadog-go v5.9.1 has a race in extended aggregation: Histogram looks up
-// its series' sample buffer under a read lock, releases it, and only then
-// appends the sample; a flush that swaps the buffers in between sends the
-// old buffer and the sample appended to it afterwards is never sent. Seen
-// here as 99,999 latency samples for 100,000 counted requests. Counts are
-// safe (they add under the lock). Record holds the gate's read side across
-// its calls, so no sample can straddle a flush.
+// flushLoop sends what the segment holds every FlushInterval, or sooner
+// when Record finds the ring half full. Only it (and SendRemainder and
+// Close, under sendMu) calls datadog-go for request metrics, so Record never
+// waits on the network and datadog-go's Histogram/flush race (v5.9.1 looks
+// up a sample buffer under a read lock, then appends after releasing it: a
+// flush in between lost the sample) cannot happen.
 func (c *Client) flushLoop(client *dd.Client) {
 	defer c.flushed.Done()
 	t := time.NewTicker(c.cfg.FlushInterval)
@@ -207,14 +223,85 @@ func (c *Client) flushLoop(client *dd.Client) {
 		case <-c.closing:
 			return
 		case <-t.C:
-			c.gate.Lock()
-			err := client.Flush()
-			c.gate.Unlock()
-			if err != nil {
-				c.sendError(err)
-			}
+		case <-c.flushNow:
+		}
+		c.send(client, c.seg, false)
+	}
+}
+
+// Remainder is what SendRemainder sent.
+type Remainder struct {
+	Counts, Samples uint64
+}
+
+// SendRemainder sends what seg still holds, with its own series' tags and
+// this client's app_name, and marks it sent. The supervisor calls it when a
+// worker has exited (and been reaped): after a clean exit there is nothing
+// left; after a SIGKILL it is the worker's last unsent window. An error
+// means the send failed; what is left stays in seg.
+func (c *Client) SendRemainder(seg *Segment) (Remainder, error) {
+	client := c.dd.Load()
+	if client == nil {
+		return Remainder{}, errors.New("statsd: no client (address not usable yet)")
+	}
+	return c.send(client, seg, true)
+}
+
+// send sends what seg holds through client and, only if every write
+// succeeded, advances seg's watermarks. A crash between the writes and the
+// watermark store (microseconds) sends that window twice: forkwatch errs on
+// the side of a duplicate, never a loss.
+func (c *Client) send(client *dd.Client, seg *Segment, final bool) (Remainder, error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	p := seg.take(final)
+	if len(p.counts) == 0 && len(p.samples) == 0 && p.upto == atomic.LoadUint64(&seg.words[hSent]) {
+		return Remainder{}, nil
+	}
+	var r Remainder
+	errs := c.errs.Load()
+	for _, d := range p.counts {
+		if t := c.slotTags(seg, d.slot); t != nil {
+			_ = client.Count(RequestCount, int64(d.delta), t.count, 1)
+			r.Counts += d.delta
 		}
 	}
+	for _, sm := range p.samples {
+		if t := c.slotTags(seg, sm.slot); t != nil {
+			_ = client.Histogram(RequestLatency, float64(sm.micros)/1e6, t.latency, 1)
+			r.Samples++
+		}
+	}
+	if err := client.Flush(); err != nil {
+		c.sendError(err)
+		return r, err
+	}
+	if c.errs.Load() != errs {
+		return r, errors.New("statsd: send failed; kept for the next flush")
+	}
+	seg.commit(p)
+	return r, nil
+}
+
+// slotTags are the tags of seg's series slot, built once (under sendMu).
+func (c *Client) slotTags(seg *Segment, slot int) *requestTags {
+	if seg.tagCache == nil {
+		seg.tagCache = map[int]*requestTags{}
+	}
+	if t, ok := seg.tagCache[slot]; ok {
+		return t
+	}
+	m, e, st, ok := seg.key(slot)
+	if !ok {
+		return nil
+	}
+	ep := "endpoint:" + e
+	t := &requestTags{
+		count:   []string{c.appTag, "method:" + m, ep, "http_status:" + strconv.Itoa(st)},
+		latency: []string{c.appTag, ep},
+	}
+	seg.tagCache[slot] = t
+	return t
 }
 
 func (c *Client) retry(ctx context.Context) {
@@ -236,26 +323,51 @@ func (c *Client) retry(ctx context.Context) {
 }
 
 func (c *Client) sendError(err error) {
-	c.errs.Add(1)
-	c.errOnce.Do(func() {
-		c.cfg.Logger.Warn("sending metrics failed; serving goes on, further errors are counted, not logged",
-			"addr", c.cfg.Addr, "err", err)
-	})
+	n := c.errs.Add(1)
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if time.Since(c.errLast) < errorLogEvery {
+		return
+	}
+	c.cfg.Logger.Warn("sending metrics failed; serving goes on, what was not sent is kept and retried",
+		"addr", c.cfg.Addr, "err", err, "errors_since_last_line", n-c.errSeen)
+	c.errLast, c.errSeen = time.Now(), n
 }
 
-// Record implements worker.Recorder.
+// errorLogEvery bounds send-error log lines to one per interval.
+const errorLogEvery = 10 * time.Second
+
+// Record implements worker.Recorder. It writes to the segment only: no
+// network, no lock that a send holds (except, past maxSeries distinct
+// series, the overflow path).
 func (c *Client) Record(method, endpoint string, status int, elapsed time.Duration) {
+	soon, err := c.seg.record(requestKey{method, endpoint, status}, uint64((elapsed+time.Microsecond-1)/time.Microsecond))
+	if err != nil {
+		c.recordOverflow(method, endpoint, status, elapsed)
+		return
+	}
+	if soon {
+		select {
+		case c.flushNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// recordOverflow sends a request whose series found no slot straight
+// through datadog-go (not crash-safe, counted in overflow).
+func (c *Client) recordOverflow(method, endpoint string, status int, elapsed time.Duration) {
+	c.overflow.Add(1)
 	client := c.dd.Load()
 	if client == nil {
 		c.dropped.Add(1)
 		return
 	}
 	t := c.tagsFor(method, endpoint, status)
-	c.gate.RLock()
-	// The datadog client only fails here when it is closed.
+	c.sendMu.Lock()
 	_ = client.Count(RequestCount, 1, t.count, 1)
 	_ = client.Histogram(RequestLatency, microseconds(elapsed), t.latency, 1)
-	c.gate.RUnlock()
+	c.sendMu.Unlock()
 }
 
 // microseconds is d in seconds, rounded up to a whole microsecond. Values
@@ -272,39 +384,33 @@ func microseconds(d time.Duration) float64 {
 // tagsFor returns the tag slices of one series, built once and cached: the
 // label sets are bounded, so the cache is too.
 func (c *Client) tagsFor(method, endpoint string, status int) *requestTags {
-	k := requestKey{method, endpoint, status}
-	if v, ok := c.tags.Load(k); ok {
-		return v.(*requestTags)
-	}
 	ep := "endpoint:" + SanitizeTagValue(endpoint)
 	t := &requestTags{
 		count: []string{c.appTag, "method:" + SanitizeTagValue(method), ep,
 			"http_status:" + strconv.Itoa(status)},
 		latency: []string{c.appTag, ep},
 	}
-	v, _ := c.tags.LoadOrStore(k, t)
-	return v.(*requestTags)
+	return t
 }
 
 // WorkersLive sets the gauge of live workers.
 func (c *Client) WorkersLive(n int) {
 	if client := c.dd.Load(); client != nil {
-		c.gate.RLock()
 		_ = client.Gauge(Workers, float64(n), []string{c.appTag}, 1)
-		c.gate.RUnlock()
 	}
 }
 
 // WorkerRestart counts one worker exit with its reason.
 func (c *Client) WorkerRestart(reason string) {
 	if client := c.dd.Load(); client != nil {
-		c.gate.RLock()
 		_ = client.Count(WorkerRestarts, 1, []string{c.appTag, "reason:" + SanitizeTagValue(reason)}, 1)
-		c.gate.RUnlock()
 	}
 }
 
-// Close flushes what the client holds and releases it.
+// Close sends what the segment holds and releases the client, within
+// closeTimeout: a stale unixgram socket makes datadog-go retry with sleeps,
+// and a worker's exit must not wait for that. What is not sent stays in the
+// segment, for the supervisor's SendRemainder.
 func (c *Client) Close() error {
 	if c.stop != nil {
 		c.stop()
@@ -312,13 +418,39 @@ func (c *Client) Close() error {
 	}
 	close(c.closing)
 	c.flushed.Wait()
+	done := make(chan error, 1)
+	go func() {
+		client := c.dd.Load()
+		if client == nil {
+			done <- nil
+			return
+		}
+		_, err := c.send(client, c.seg, false)
+		if cerr := client.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(closeTimeout):
+		err = fmt.Errorf("statsd: final flush not done within %s; the rest stays in the segment", closeTimeout)
+	}
 	if n := c.errs.Load(); n > 0 {
 		c.cfg.Logger.Warn("metric send errors", "count", n, "addr", c.cfg.Addr)
 	}
-	if client := c.dd.Load(); client != nil {
-		c.gate.Lock() // Close flushes: same rule as flushLoop
-		defer c.gate.Unlock()
-		return client.Close()
+	if n := c.overflow.Load(); n > 0 {
+		c.cfg.Logger.Warn("requests recorded past a full series table (sent directly, not crash-safe)", "count", n)
 	}
-	return nil
+	if _, dropped := c.seg.Totals(); dropped > 0 {
+		c.cfg.Logger.Warn("latency samples dropped: the segment's ring was full", "count", dropped)
+	}
+	if c.ownSeg && err == nil {
+		err = c.seg.Close()
+	}
+	return err
 }
+
+// closeTimeout bounds Close's final flush.
+const closeTimeout = time.Second
