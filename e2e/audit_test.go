@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -19,9 +18,9 @@ import (
 )
 
 // TestAuditSeesExporterRestart runs the accounting audit against the whole
-// system: it must report nothing missing after normal traffic, and report
-// the counts sent while the exporter was down, on their series, after the
-// exporter comes back on the same addresses.
+// system: it must report nothing missing after normal traffic, and nothing
+// missing after the exporter was down and came back on the same addresses
+// (the workers kept what they could not send in their segments).
 func TestAuditSeesExporterRestart(t *testing.T) {
 	exporter := stacktest.Exporter(t)
 	prom := stacktest.Prometheus(t, exporter.URL)
@@ -84,34 +83,28 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 	sendPaced(t, app.URL+"/test/", 100, 0)
 	sendPaced(t, app.URL+"/test1/", 150, 0)
 
-	// Wait until Prometheus has everything it will get: /test/ complete and
-	// /test1/ short by at most the K requests.
+	// Wait until Prometheus has everything. Over loopback UDP a send to
+	// the stopped exporter's port fails (ICMP port unreachable makes the
+	// next write return ECONNREFUSED), so the workers keep those counts in
+	// their segments and send them once the exporter is back: nothing is
+	// missing. (Across hosts no ICMP may come back: then what was sent
+	// while the exporter was down is lost, and the audit shows it.)
 	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
 		r, _, err = verify.Audit(ctx, p, adminURL)
 		if err != nil {
 			return false, err.Error()
 		}
-		return r.Row(ok200).Diff() == 0 && -r.Row(err500).Diff() <= k && r.Row(err500).Expected == 450, printed(r)
+		return r.OK() && r.Row(err500).Expected == 450, printed(r)
 	})
-	m := -r.Row(err500).Diff()
-	if m < int64(k-late) || m > k {
-		t.Errorf("%v missing %d, want from %d (K=%d minus %d sent within an interval of the restart) to %d:\n%s",
-			err500, m, k-late, k, late, k, printed(r))
-	}
-	for _, row := range r.Rows {
-		if row.Key != err500 && row.Diff() != 0 {
-			t.Errorf("%v missing %d, want 0 (the lost counts were all /test1/):\n%s", row.Key, -row.Diff(), printed(r))
-		}
-	}
-	if served, _ := r.Totals(); served != 400+k+250 {
-		t.Errorf("served %d, want %d", served, 400+k+250)
+	if served, _ := r.Totals(); served != 400+k+250 || !r.OK() {
+		t.Errorf("served %d, want %d, none missing:\n%s", served, 400+k+250, printed(r))
 	}
 	out, code := runAuditCLI(t, prom.URL, adminURL)
-	if code != 1 || !strings.Contains(out, fmt.Sprintf("%d missing", m)) {
-		t.Errorf("webapp audit after the restart: exit %d, want 1 and '%d missing':\n%s", code, m, out)
+	if code != 0 || !strings.Contains(out, "exact:") {
+		t.Errorf("webapp audit after the restart: exit %d, want 0 and exact:\n%s", code, out)
 	}
-	t.Logf("exporter restart: K=%d sent while down (%d of them near the restart), audit reports %d missing\n%s",
-		k, late, m, printed(r))
+	t.Logf("fault: exporter restart under load over UDP: sent %d (%d while the exporter was down, %d near the restart), counted %d, lost 0, duplicated 0\n%s",
+		400+k+250, k, late, 400+k+250, printed(r))
 	_ = exporter2
 }
 

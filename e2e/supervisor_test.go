@@ -39,8 +39,10 @@ var testOK = map[string]string{"endpoint": "/test/", "http_status": "200"}
 
 // TestKillWorkerUnderLoad: kill -9 one worker while clients send requests.
 // A replacement is ready quickly, the pool is whole again, no counter in the
-// exporter ever goes down, and the counts lost are at most what the dead
-// worker had not flushed.
+// exporter ever goes down, and no count is lost: the supervisor sends what
+// the dead worker left in its segment. At most the requests in flight on the
+// victim (counted, then reset before the answer went out, and retried by the
+// client) are counted twice.
 func TestKillWorkerUnderLoad(t *testing.T) {
 	exporter := stacktest.Exporter(t)
 	app := stacktest.StartApp(t, 5, "-statsd-addr", exporter.StatsdAddr)
@@ -88,24 +90,12 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 		t.Errorf("counters went down in %d of %d scrapes: %v", len(decreases), scrapes, decreases)
 	}
 	ok, failed := float64(res.ok), float64(res.failed)
-	lost := ok - counted
-	// What the victim may not have flushed is bounded twice over: by what it
-	// handled at all (the requests answered minus what every other worker
-	// reports handling when the pool stops), and by what the whole pool
-	// handles in one client aggregation interval (200ms) plus one buffer
-	// flush interval (100ms), with margin.
 	app.StopWithin(t, 20*time.Second)
-	others := 0
-	for pid, n := range handledPerWorker(app.Log()) {
-		if pid != victim {
-			others += n
-		}
-	}
-	victimHandled := ok + failed - float64(others)
-	bound := min(victimHandled, (ok+failed)/took.Seconds()*0.5)
-	if counted > ok+failed || lost > bound {
-		t.Errorf("responses ok %v, failed %v, counted %v: lost %v, want at most %.0f and no more counted than answered (victim handled %v)",
-			ok, failed, counted, lost, bound, victimHandled)
+	// The fault table's row (docs/faults.md).
+	t.Logf("fault: worker SIGKILL under load: sent %v, answered OK %v, counted %v, latency count %v, lost %v, duplicated %v",
+		ok+failed, ok, counted, histo, max(0, ok-counted), max(0, counted-ok))
+	if counted < ok || counted > ok+8 {
+		t.Errorf("clients got %v answers (%v failed), exporter counted %v: want every answer counted, at most the 8 in flight twice", ok, failed, counted)
 	}
 	if histo != counted {
 		t.Errorf("latency count %v != request count %v", histo, counted)
@@ -116,8 +106,8 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	if restarts := stacktest.Sum(stacktest.Scrape(t, exporter.URL), "forkwatch_worker_restarts_total", map[string]string{"reason": "crash"}); restarts != 1 {
 		t.Errorf("forkwatch_worker_restarts_total{reason=crash} = %v, want 1", restarts)
 	}
-	t.Logf("kill -9 under load: respawn ready after %s; %v ok, %v failed in %s; counted %v, lost %v (bound %.0f); %d scrapes, no decrease",
-		respawn.Round(time.Millisecond), ok, failed, took.Round(time.Millisecond), counted, lost, bound, scrapes)
+	t.Logf("kill -9 under load: respawn ready after %s; %v ok, %v failed in %s; counted %v; %d scrapes, no decrease",
+		respawn.Round(time.Millisecond), ok, failed, took.Round(time.Millisecond), counted, scrapes)
 }
 
 // TestReloadUnderLoad: SIGHUP replaces every worker while clients send
