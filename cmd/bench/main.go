@@ -109,8 +109,9 @@ func mainErr() int {
 // target is one of the three systems under load.
 type target struct {
 	name     string
-	url      string // the URL wrk and hey hit
-	master   int    // the supervisor's or uwsgi master's PID; workers are its children
+	url      string          // the URL wrk and hey hit
+	proc     *launch.Process // the supervisor or uwsgi master
+	log      *os.File
 	exporter *launch.Process
 	prom     *launch.Process
 	commands []string
@@ -186,11 +187,11 @@ func benchmark(ctx context.Context, o options) error {
 
 	// The three systems, all started before any measurement and left idle
 	// while the others are measured.
-	base, stopBase, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
+	base, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopBase)
+	cleanups = append(cleanups, base.stop)
 
 	pexp, pprom, cmds, err := startBridge(ctx, o, tmp, "product", filepath.Join(o.root, "mapping.yml"),
 		o.ports.productStatsd, o.ports.productExporter, o.ports.productProm, log)
@@ -198,12 +199,12 @@ func benchmark(ctx context.Context, o options) error {
 		return err
 	}
 	cleanups = append(cleanups, func() { _ = pprom.Stop(15 * time.Second) }, func() { _ = pexp.Stop(10 * time.Second) })
-	prod, stopProd, err := startWebapp(ctx, o, tmp, "forkwatch", o.ports.product,
+	prod, err := startWebapp(ctx, o, tmp, "forkwatch", o.ports.product,
 		"-statsd-addr", o.ports.productStatsd, "-admin-addr", o.ports.admin)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopProd)
+	cleanups = append(cleanups, prod.stop)
 	prod.exporter, prod.prom = pexp, pprom
 	prod.commands = append(cmds, prod.commands...)
 
@@ -213,11 +214,11 @@ func benchmark(ctx context.Context, o options) error {
 		return err
 	}
 	cleanups = append(cleanups, func() { _ = sprom.Stop(15 * time.Second) }, func() { _ = sexp.Stop(10 * time.Second) })
-	orig, stopOrig, err := startUwsgi(ctx, o, tmp)
+	orig, err := startUwsgi(ctx, o, tmp)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopOrig)
+	cleanups = append(cleanups, orig.stop)
 	orig.exporter, orig.prom = sexp, sprom
 	orig.commands = append(cmds, orig.commands...)
 
@@ -309,102 +310,94 @@ func startBridge(ctx context.Context, o options, tmp, name, mapping, statsdAddr,
 	return exp, prom, cmds, nil
 }
 
-// startWebapp starts bin/webapp with its workers on addr, output to a log
-// file, and waits until it answers.
-func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra ...string) (*target, func(), error) {
-	args := append([]string{"-listen", addr, "-workers", fmt.Sprint(o.workers), "-log-level", "warn"}, extra...)
+// startWebapp starts bin/webapp (launch.StartWebapp) with its workers on
+// addr, output to a log file, and waits until it answers.
+func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra ...string) (*target, error) {
+	args := append([]string{"-workers", fmt.Sprint(o.workers), "-log-level", "warn"}, extra...)
 	logName := "baseline.log"
 	if name == "forkwatch" {
 		logName = "forkwatch.log"
 	}
 	logf, err := os.Create(filepath.Join(tmp, logName))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cmd := exec.Command(o.webapp, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start %s: %w", o.webapp, err)
+	p, err := launch.StartWebapp(launch.Webapp{Bin: o.webapp, Addr: addr, Args: args, Stdout: logf, Stderr: logf})
+	if err != nil {
+		logf.Close()
+		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGTERM, done) }
-	t := &target{name: name, url: "http://" + addr + "/test/", master: cmd.Process.Pid,
-		commands: []string{o.webapp + " " + strings.Join(args, " ")}}
-	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	t := &target{name: name, url: "http://" + addr + "/test/", proc: p, log: logf,
+		commands: []string{o.webapp + " -listen " + addr + " " + strings.Join(args, " ")}}
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return t, stop, nil
+	return t, nil
 }
 
 // startUwsgi starts the Python original the way its README says: uwsgi,
-// five workers, --http-socket, metrics to its own exporter.
-func startUwsgi(ctx context.Context, o options, tmp string) (*target, func(), error) {
+// five workers, --http-socket, metrics to its own exporter; --die-on-term
+// makes SIGTERM (Process.Stop) stop it instead of reloading it.
+func startUwsgi(ctx context.Context, o options, tmp string) (*target, error) {
 	host, port, _ := net.SplitHostPort(o.ports.seedStatsd)
 	args := []string{"--plugins", "http,python3", "--master", "--processes", fmt.Sprint(o.workers),
-		"--http-socket", o.ports.original, "--wsgi-file", "app.py", "--callable", "app", "--disable-logging"}
+		"--http-socket", o.ports.original, "--wsgi-file", "app.py", "--callable", "app", "--disable-logging", "--die-on-term"}
 	env := []string{"METRICS=1", "STATSD_HOST=" + host, "STATSD_PORT=" + port}
 	logf, err := os.Create(filepath.Join(tmp, "uwsgi.log"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cmd := exec.Command("uwsgi", args...)
-	cmd.Dir = o.seed
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start uwsgi: %w", err)
+	p, err := launch.StartCommand("uwsgi", "uwsgi", args, env, o.seed, logf, logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	// uwsgi treats SIGTERM as "reload"; SIGINT stops it.
-	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGINT, done) }
-	t := &target{name: "Python original", url: "http://" + o.ports.original + "/test/", master: cmd.Process.Pid,
+	t := &target{name: "Python original", url: "http://" + o.ports.original + "/test/", proc: p, log: logf,
 		commands: []string{"cd " + abs(o.seed) + " && " + strings.Join(env, " ") + " uwsgi " + strings.Join(args, " ")}}
-	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
-		stop()
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
 		b, _ := os.ReadFile(filepath.Join(tmp, "uwsgi.log"))
-		return nil, nil, fmt.Errorf("Python original: %w\n%s", err, b)
+		return nil, fmt.Errorf("Python original: %w\n%s", err, b)
 	}
-	return t, stop, nil
+	return t, nil
 }
 
-// stopGroup signals pid, waits up to 20s for it, then kills its process
-// group (its workers).
-func stopGroup(pid int, sig syscall.Signal, done <-chan struct{}) {
-	_ = syscall.Kill(pid, sig)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
+// stop stops the system's master (launch.Process.Stop: SIGTERM, then its
+// process group is killed) and closes its log.
+func (t *target) stop() {
+	_ = t.proc.Stop(20 * time.Second)
+	if t.log != nil {
+		t.log.Close()
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
 }
 
-// waitReady polls url until it answers 200 and master has all its workers.
-func waitReady(ctx context.Context, url string, done <-chan struct{}, workers, master int) error {
+// master is the supervisor's or uwsgi master's PID; workers are its children.
+func (t *target) master() int { return t.proc.PID() }
+
+// waitReady polls the target's URL until it answers 200 and its master has
+// all its workers.
+func (t *target) waitReady(ctx context.Context, workers int) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := client.Get(url)
+		resp, err := client.Get(t.url)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && len(proctree.Children(master)) >= workers {
+			if resp.StatusCode == http.StatusOK && len(proctree.Children(t.master())) >= workers {
 				return nil
 			}
 		}
 		select {
-		case <-done:
+		case <-t.proc.Done():
 			return errors.New("exited before it was ready")
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within 60s", url)
+			return fmt.Errorf("%s not ready within 60s", t.url)
 		}
 	}
 }
@@ -420,7 +413,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 	if err := sleep(ctx, time.Second); err != nil {
 		return m, err
 	}
-	workers := proctree.Children(t.master)
+	workers := proctree.Children(t.master())
 	m.workers = len(workers)
 	cpu := func() (w, e, p time.Duration) {
 		w = cpuOf(workers)
@@ -436,7 +429,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 		if t.exporter == nil {
 			return 0
 		}
-		v, _ := scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
+		v, _ := scrapeSum(ctx, t.exporter.URL, udpPackets, nil)
 		return v
 	}
 	w0, e0, p0 := cpu()
@@ -496,7 +489,7 @@ func measure(ctx context.Context, o options, t *target) (measurement, error) {
 	if len(rss) > 0 {
 		m.rssAvg = sum / int64(len(rss))
 	}
-	if got := len(proctree.Children(t.master)); got != m.workers {
+	if got := len(proctree.Children(t.master())); got != m.workers {
 		return m, fmt.Errorf("%d workers before the run, %d after: a worker died", m.workers, got)
 	}
 	return m, nil
@@ -521,6 +514,9 @@ func (s satRun) exact() bool {
 	return s.load.Errors == 0 && s.lost() == 0 && s.duplicated() == 0 && s.histLost() == 0 && s.histDup() == 0
 }
 
+// udpPackets is the exporter's count of the datagrams it received.
+const udpPackets = "statsd_exporter_udp_packets_total"
+
 // dropCounters are the exporter's counters of input it could not use.
 var dropCounters = []string{
 	"statsd_exporter_udp_packet_drops_total",
@@ -540,22 +536,20 @@ var satSeries = map[string]string{"app_name": "webapp", "endpoint": "/test/"}
 func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	var s satRun
 	read := func() (rc, hist, all, udp float64, drops map[string]float64, err error) {
+		fams, err := verify.Scrape(ctx, t.exporter.URL)
+		if err != nil {
+			return
+		}
 		// Only the series hey hits: a connection that wrk cut mid-request
 		// earlier is answered 408 under "unmatched" when its read timeout
 		// ends, which may fall inside this run.
-		if rc, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, satSeries); err != nil {
-			return
-		}
-		if hist, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestLatency, satSeries); err != nil {
-			return
-		}
-		if all, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, map[string]string{"app_name": "webapp"}); err != nil {
-			return
-		}
-		udp, _ = scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
+		rc = verify.Sum(fams, statsd.RequestCount, satSeries)
+		hist = verify.Sum(fams, statsd.RequestLatency, satSeries)
+		all = verify.Sum(fams, statsd.RequestCount, map[string]string{"app_name": "webapp"})
+		udp = verify.Sum(fams, udpPackets, nil)
 		drops = map[string]float64{}
 		for _, d := range dropCounters {
-			drops[d], _ = scrapeSum(ctx, t.exporter.URL, d, nil)
+			drops[d] = verify.Sum(fams, d, nil)
 		}
 		return
 	}
@@ -604,8 +598,8 @@ func settle(ctx context.Context, t *target, want float64) error {
 	return err // if it did not settle, the comparison will show what is missing
 }
 
-// scrapeSum adds up the samples of metric name of the saturation series
-// on an exporter.
+// scrapeSum scrapes an exporter and adds up the samples of metric name
+// whose labels include match.
 func scrapeSum(ctx context.Context, baseURL, name string, match map[string]string) (float64, error) {
 	fams, err := verify.Scrape(ctx, baseURL)
 	if err != nil {
