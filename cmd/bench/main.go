@@ -39,6 +39,7 @@ import (
 // options are bench's flags.
 type options struct {
 	root, seed, out, webapp string
+	fastprefork             string
 	rounds                  int
 	duration, warmup        time.Duration
 	threads, conns          int
@@ -50,7 +51,7 @@ type options struct {
 
 // ports are the loopback addresses used; none is one of `make run`'s.
 type ports struct {
-	baseline, product, original                 string
+	fast, baseline, product, original           string
 	productStatsd, productExporter, productProm string
 	seedStatsd, seedExporter, seedProm          string
 	admin                                       string
@@ -67,6 +68,7 @@ func mainErr() int {
 	fs.StringVar(&o.seed, "original", "cmd/bench/original", "`directory` of the Python original (app.py)")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown `file` to write")
 	fs.StringVar(&o.webapp, "webapp", "bin/webapp", "webapp `binary`")
+	fs.StringVar(&o.fastprefork, "fastprefork", "bin/fastprefork", "fasthttp prefork `binary` (cmd/bench/fastprefork)")
 	fs.IntVar(&o.rounds, "rounds", 6, "throughput rounds; each measures all three, in alternating order")
 	fs.DurationVar(&o.duration, "duration", 6*time.Second, "wrk run length per measurement")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured wrk run before each measurement")
@@ -77,6 +79,7 @@ func mainErr() int {
 	fs.IntVar(&o.satRuns, "sat-runs", 3, "accounting-at-saturation runs")
 	fs.IntVar(&o.satConns, "sat-conns", 50, "hey connections at saturation")
 	fs.BoolVar(&o.goBench, "gobench", true, "also run the middleware's Go benchmarks")
+	fs.StringVar(&o.ports.fast, "fastprefork-addr", "127.0.0.1:5103", "fasthttp prefork `address`")
 	fs.StringVar(&o.ports.baseline, "baseline-addr", "127.0.0.1:5100", "baseline webapp `address`")
 	fs.StringVar(&o.ports.product, "product-addr", "127.0.0.1:5101", "forkwatch webapp `address`")
 	fs.StringVar(&o.ports.original, "original-addr", "127.0.0.1:5102", "Python original `address`")
@@ -106,7 +109,16 @@ func mainErr() int {
 	return 0
 }
 
-// target is one of the three systems under load.
+// The systems under load, in the order of the tables.
+const (
+	sysFast = iota // fasthttp's prefork, no metrics: the yardstick
+	sysBase        // forkwatch -no-metrics
+	sysProd        // forkwatch with metrics, its exporter and Prometheus
+	sysOrig        // the Python original under uwsgi, its exporter and Prometheus
+	numSystems
+)
+
+// target is one of the systems under load.
 type target struct {
 	name     string
 	url      string          // the URL wrk and hey hit
@@ -146,7 +158,7 @@ func benchmark(ctx context.Context, o options) error {
 	if _, err := os.Stat(filepath.Join(o.seed, "app.py")); err != nil {
 		return fmt.Errorf("the Python original: %w (set -original)", err)
 	}
-	for _, a := range []string{o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
+	for _, a := range []string{o.ports.fast, o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
 		o.ports.productProm, o.ports.seedExporter, o.ports.seedProm, o.ports.admin} {
 		if l, err := net.Listen("tcp", a); err != nil {
 			return fmt.Errorf("address %s is busy (another bench or stack running?): %w", a, err)
@@ -185,8 +197,13 @@ func benchmark(ctx context.Context, o options) error {
 		}
 	}()
 
-	// The three systems, all started before any measurement and left idle
+	// The four systems, all started before any measurement and left idle
 	// while the others are measured.
+	fast, err := startFastPrefork(ctx, o, tmp)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, fast.stop)
 	base, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
 	if err != nil {
 		return err
@@ -222,7 +239,8 @@ func benchmark(ctx context.Context, o options) error {
 	orig.exporter, orig.prom = sexp, sprom
 	orig.commands = append(cmds, orig.commands...)
 
-	targets := []*target{base, prod, orig}
+	targets := make([]*target, numSystems)
+	targets[sysFast], targets[sysBase], targets[sysProd], targets[sysOrig] = fast, base, prod, orig
 	rep.targets = targets
 	rep.results = make([][]measurement, len(targets))
 	for r := 0; r < o.rounds; r++ {
@@ -230,9 +248,9 @@ func benchmark(ctx context.Context, o options) error {
 		// other load is alike for the ratio between them; which of the two
 		// goes first, and whether the original goes before or after them,
 		// alternates.
-		order := []int{0, 1, 2}
+		order := []int{sysFast, sysBase, sysProd, sysOrig}
 		if r%2 == 1 {
-			order = []int{2, 1, 0}
+			order = []int{sysOrig, sysProd, sysBase, sysFast}
 		}
 		for _, k := range order {
 			t := targets[k]
@@ -332,6 +350,28 @@ func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra .
 	if err := t.waitReady(ctx, o.workers); err != nil {
 		t.stop()
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
+
+// startFastPrefork starts cmd/bench/fastprefork (fasthttp's prefork, no
+// metrics) with o.workers children and waits until it answers.
+func startFastPrefork(ctx context.Context, o options, tmp string) (*target, error) {
+	args := []string{"-listen", o.ports.fast, "-children", fmt.Sprint(o.workers)}
+	logf, err := os.Create(filepath.Join(tmp, "fastprefork.log"))
+	if err != nil {
+		return nil, err
+	}
+	p, err := launch.StartCommand("fastprefork", o.fastprefork, args, nil, "", logf, logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	t := &target{name: "fasthttp prefork", url: "http://" + o.ports.fast + "/test/", proc: p, log: logf,
+		commands: []string{o.fastprefork + " " + strings.Join(args, " ")}}
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("fasthttp prefork: %w", err)
 	}
 	return t, nil
 }

@@ -61,13 +61,13 @@ const mib = 1 << 20
 
 // ratios returns product/baseline and product/original req/s per round.
 func (r *report) ratios() (noMetrics, original []float64) {
-	for k := range r.results[1] {
-		p := r.results[1][k].load.ReqPerSec
-		if k < len(r.results[0]) && r.results[0][k].load.ReqPerSec > 0 {
-			noMetrics = append(noMetrics, p/r.results[0][k].load.ReqPerSec)
+	for k := range r.results[sysProd] {
+		p := r.results[sysProd][k].load.ReqPerSec
+		if k < len(r.results[sysBase]) && r.results[sysBase][k].load.ReqPerSec > 0 {
+			noMetrics = append(noMetrics, p/r.results[sysBase][k].load.ReqPerSec)
 		}
-		if k < len(r.results[2]) && r.results[2][k].load.ReqPerSec > 0 {
-			original = append(original, p/r.results[2][k].load.ReqPerSec)
+		if k < len(r.results[sysOrig]) && r.results[sysOrig][k].load.ReqPerSec > 0 {
+			original = append(original, p/r.results[sysOrig][k].load.ReqPerSec)
 		}
 	}
 	return noMetrics, original
@@ -80,9 +80,9 @@ func (r *report) costRatios() []float64 {
 	cost := func(m measurement) float64 {
 		return (m.workersCPU + m.exporterCPU + m.promCPU).Seconds() / float64(m.load.Requests)
 	}
-	for k := range r.results[1] {
-		if k < len(r.results[0]) && r.results[0][k].load.Requests > 0 && r.results[1][k].load.Requests > 0 {
-			out = append(out, cost(r.results[1][k])/cost(r.results[0][k]))
+	for k := range r.results[sysProd] {
+		if k < len(r.results[sysBase]) && r.results[sysBase][k].load.Requests > 0 && r.results[sysProd][k].load.Requests > 0 {
+			out = append(out, cost(r.results[sysProd][k])/cost(r.results[sysBase][k]))
 		}
 	}
 	return out
@@ -95,12 +95,12 @@ func (r *report) costNotes() string {
 	us := func(i int, f func(measurement) time.Duration) float64 {
 		return r.med(i, func(m measurement) float64 { return f(m).Seconds() * 1e6 / float64(m.load.Requests) })
 	}
-	wb := us(0, func(m measurement) time.Duration { return m.workersCPU })
-	wp := us(1, func(m measurement) time.Duration { return m.workersCPU })
-	ep := us(1, func(m measurement) time.Duration { return m.exporterCPU })
-	pp := us(1, func(m measurement) time.Duration { return m.promCPU })
-	wo := us(2, func(m measurement) time.Duration { return m.workersCPU })
-	eo := us(2, func(m measurement) time.Duration { return m.exporterCPU })
+	wb := us(sysBase, func(m measurement) time.Duration { return m.workersCPU })
+	wp := us(sysProd, func(m measurement) time.Duration { return m.workersCPU })
+	ep := us(sysProd, func(m measurement) time.Duration { return m.exporterCPU })
+	pp := us(sysProd, func(m measurement) time.Duration { return m.promCPU })
+	wo := us(sysOrig, func(m measurement) time.Duration { return m.workersCPU })
+	eo := us(sysOrig, func(m measurement) time.Duration { return m.exporterCPU })
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nWhere the CPU goes, per request (medians): workers without metrics %.1f µs; forkwatch's workers %.1f µs (%+.1f µs: the statsd client's Record and flushes, the audit tally), its exporter %.2f µs (parsing and observing the request's histogram sample; counts arrive pre-summed), its Prometheus %.3f µs. Everything shares the same %d CPUs with the load generator, so when they are saturated the product's req/s falls with its extra CPU per request. The Python original: workers %.1f µs, exporter %.2f µs (two datagrams per request), %.1fx forkwatch's CPU per request.\n",
 		wb, wp, wp-wb, ep, pp, r.facts.CPUs, wo, eo, (wo+eo)/(wp+ep+pp))
@@ -251,7 +251,7 @@ func (r *report) targetsTable() string {
 			nilA, sA, tA, ns["BenchmarkMiddleware/nil"], ns["BenchmarkMiddleware/statsd"], ns["BenchmarkMiddleware/statsd+tally"],
 			verdict(okNil && okS && okT && nilA == 0 && tA == sA))
 	}
-	rss := r.maxOf(1, func(m measurement) float64 { return float64(m.rssMax) }) / mib
+	rss := r.maxOf(sysProd, func(m measurement) float64 { return float64(m.rssMax) }) / mib
 	fmt.Fprintf(&b, "| RSS per worker < 20 MiB under load | %.1f MiB (largest forkwatch worker) | %s |\n", rss, verdict(rss < 20))
 	return b.String()
 }
