@@ -1,15 +1,24 @@
-// Command bench is what `make bench` runs (through scripts/bench.sh): it
-// measures, side by side in one run on loopback, the webapp with metrics off
-// (the baseline), forkwatch with metrics on (the product: statsd_exporter and
-// Prometheus started through the bridge package) and the Python original
-// under uwsgi with its own exporter and Prometheus; then it sends exact
-// request counts at saturation and compares them with the exporter's; then it
-// runs the middleware's Go benchmarks. It prints the tables and writes them,
-// with the machine's facts and the exact commands, to BENCHMARKS.md.
+// Command bench is what `make bench` runs (through scripts/bench.sh): the
+// cost of exact metrics, measured on loopback in one run against four
+// systems: fasthttp's own prefork package with no metrics (the yardstick,
+// cmd/bench/fastprefork), forkwatch with -no-metrics, forkwatch with metrics
+// (statsd_exporter and Prometheus started through internal/launch) and the
+// Python original under uwsgi with its own exporter and Prometheus. Every
+// process is started through internal/launch.
 //
-// Load comes from wrk (throughput, latency) and hey (exact request counts).
-// CPU time comes from /proc/<pid>/stat, RSS from /proc/<pid>/status, UDP
-// packets from the exporter's statsd_exporter_udp_packets_total.
+// The primary figure is CPU per request, per system and per component
+// (workers = master + children, exporter, Prometheus): utime+stime from
+// /proc (prometheus/procfs) over a measured run divided by the requests
+// served, median and min..max over interleaved rounds, at two loads:
+// saturation (wrk) and a fixed offered load (internal/loadgen's Rate) of a
+// share of forkwatch -no-metrics's maximum measured in the same run. Beside
+// it: req/s, p50/p99, RSS per worker and UDP packets per request (the
+// exporter's statsd_exporter_udp_packets_total, read with verify.Scrape).
+// Then it sends exact request counts at saturation (hey) and compares them
+// with the exporter's, audits the workers' ledger against Prometheus, and
+// runs the middleware's Go benchmarks. It prints the tables and writes them,
+// with each target of the issue met or missed, the machine's facts and the
+// exact commands, to BENCHMARKS.md.
 package main
 
 import (
@@ -25,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -41,6 +51,7 @@ type options struct {
 	root, seed, out, webapp string
 	fastprefork             string
 	rounds                  int
+	fixedShare              float64
 	duration, warmup        time.Duration
 	threads, conns          int
 	workers                 int
@@ -69,9 +80,10 @@ func mainErr() int {
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown `file` to write")
 	fs.StringVar(&o.webapp, "webapp", "bin/webapp", "webapp `binary`")
 	fs.StringVar(&o.fastprefork, "fastprefork", "bin/fastprefork", "fasthttp prefork `binary` (cmd/bench/fastprefork)")
-	fs.IntVar(&o.rounds, "rounds", 6, "throughput rounds; each measures all three, in alternating order")
-	fs.DurationVar(&o.duration, "duration", 6*time.Second, "wrk run length per measurement")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured wrk run before each measurement")
+	fs.IntVar(&o.rounds, "rounds", 6, "rounds per load mode; each measures every system once, the order reversed every other round")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measured run")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured run before each measurement")
+	fs.Float64Var(&o.fixedShare, "fixed-share", 0.5, "the fixed load, as a `share` of forkwatch -no-metrics's median req/s at saturation")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&o.conns, "conns", 50, "wrk connections")
 	fs.IntVar(&o.workers, "workers", 5, "worker processes, for forkwatch and for uwsgi")
@@ -96,8 +108,8 @@ func mainErr() int {
 		}
 		return 2
 	}
-	if o.rounds < 1 || o.satRuns < 0 || o.satN < 1 || o.duration < time.Second || o.workers < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds and -workers must be >= 1, -duration >= 1s, -sat-n >= 1, -sat-runs >= 0")
+	if o.rounds < 1 || o.satRuns < 0 || o.satN < 1 || o.duration < time.Second || o.workers < 1 || o.fixedShare <= 0 || o.fixedShare > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds and -workers must be >= 1, -duration >= 1s, -sat-n >= 1, -sat-runs >= 0, -fixed-share in (0, 1]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -127,24 +139,6 @@ type target struct {
 	exporter *launch.Process
 	prom     *launch.Process
 	commands []string
-}
-
-// measurement is one wrk run against one target.
-type measurement struct {
-	load                             loadResult
-	workersCPU, exporterCPU, promCPU time.Duration
-	othersCPU                        time.Duration // busy CPU of everything else on the machine
-	window                           time.Duration // wall time between the CPU readings
-	rssMax, rssAvg                   int64
-	workers                          int
-	udpPackets                       float64
-}
-
-func (m measurement) per100k(d time.Duration) float64 {
-	if m.load.Requests == 0 {
-		return 0
-	}
-	return d.Seconds() / float64(m.load.Requests) * 1e5
 }
 
 func benchmark(ctx context.Context, o options) error {
@@ -242,29 +236,44 @@ func benchmark(ctx context.Context, o options) error {
 	targets := make([]*target, numSystems)
 	targets[sysFast], targets[sysBase], targets[sysProd], targets[sysOrig] = fast, base, prod, orig
 	rep.targets = targets
-	rep.results = make([][]measurement, len(targets))
-	for r := 0; r < o.rounds; r++ {
-		// The baseline and the product run back to back, so the machine's
-		// other load is alike for the ratio between them; which of the two
-		// goes first, and whether the original goes before or after them,
-		// alternates.
-		order := []int{sysFast, sysBase, sysProd, sysOrig}
-		if r%2 == 1 {
-			order = []int{sysOrig, sysProd, sysBase, sysFast}
-		}
-		for _, k := range order {
-			t := targets[k]
-			fmt.Printf("round %d/%d: %s ...\n", r+1, o.rounds, t.name)
-			m, err := measure(ctx, o, t)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+	// rounds measures systems under load, round after round, every system
+	// once per round. The no-metrics baseline and the product run back to
+	// back, and so do fasthttp's prefork and the baseline, so the machine's
+	// other load is alike for the ratios between them; the order reverses
+	// every other round.
+	rounds := func(md mode, systems []int, load loader) error {
+		rep.results[md] = make([][]measurement, numSystems)
+		for r := 0; r < o.rounds; r++ {
+			order := slices.Clone(systems)
+			if r%2 == 1 {
+				slices.Reverse(order)
 			}
-			fmt.Printf("  %.0f req/s, p50 %s, p99 %s, %d non-2xx, %d errors\n",
-				m.load.ReqPerSec, m.load.P50, m.load.P99, m.load.Non2xx, m.load.Errors)
-			rep.results[k] = append(rep.results[k], m)
+			for _, k := range order {
+				t := targets[k]
+				fmt.Printf("%s round %d/%d: %s ...\n", md, r+1, o.rounds, t.name)
+				m, err := measure(ctx, o, t, load)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", t.name, md, err)
+				}
+				fmt.Printf("  %.0f req/s, p50 %s, p99 %s, %d non-2xx, %d errors; CPU %.1f µs/request (workers %.1f, exporter %.2f)\n",
+					m.load.ReqPerSec, m.load.P50, m.load.P99, m.load.Non2xx, m.load.Errors,
+					m.us(m.totalCPU()), m.us(m.workersCPU), m.us(m.exporterCPU))
+				rep.results[md][k] = append(rep.results[md][k], m)
+			}
 		}
+		return nil
+	}
+	if err := rounds(saturation, []int{sysFast, sysBase, sysProd, sysOrig}, wrkLoader(o)); err != nil {
+		return err
 	}
 	rep.wrkCmd = "wrk " + strings.Join(wrkArgs(o.threads, o.conns, o.duration, "<url>/test/"), " ")
+	// The fixed load is a share of what forkwatch without metrics served at
+	// saturation in this run; the Python original serves far less than that,
+	// so it is left out.
+	rep.rate = o.fixedShare * rep.med(saturation, sysBase, func(m measurement) float64 { return m.load.ReqPerSec })
+	if err := rounds(fixedLoad, []int{sysFast, sysBase, sysProd}, rateLoader(o, rep.rate)); err != nil {
+		return err
+	}
 
 	for i := 0; i < o.satRuns; i++ {
 		fmt.Printf("accounting at saturation %d/%d: %d requests ...\n", i+1, o.satRuns, o.satN)
@@ -440,99 +449,6 @@ func (t *target) waitReady(ctx context.Context, workers int) error {
 			return fmt.Errorf("%s not ready within 60s", t.url)
 		}
 	}
-}
-
-// measure runs one unmeasured warm-up and one measured wrk run against t.
-func measure(ctx context.Context, o options, t *target) (measurement, error) {
-	var m measurement
-	if _, _, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.warmup, t.url)...); err != nil {
-		return m, err
-	}
-	// Let the warm-up's metrics drain (flush interval, exporter queue)
-	// before the counters are read.
-	if err := sleep(ctx, time.Second); err != nil {
-		return m, err
-	}
-	workers := proctree.Children(t.master())
-	m.workers = len(workers)
-	cpu := func() (w, e, p time.Duration) {
-		w = cpuOf(workers)
-		if t.exporter != nil {
-			e = cpuOf([]int{t.exporter.PID()})
-		}
-		if t.prom != nil {
-			p = cpuOf([]int{t.prom.PID()})
-		}
-		return
-	}
-	udp := func() float64 {
-		if t.exporter == nil {
-			return 0
-		}
-		v, _ := scrapeSum(ctx, t.exporter.URL, udpPackets, nil)
-		return v
-	}
-	w0, e0, p0 := cpu()
-	u0 := udp()
-	busy0, t0 := machineBusy(), time.Now()
-
-	rss := map[int]int64{}
-	stopRSS := make(chan struct{})
-	rssDone := make(chan struct{})
-	go func() {
-		defer close(rssDone)
-		tk := time.NewTicker(500 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stopRSS:
-				return
-			case <-tk.C:
-				for _, p := range workers {
-					if r := rssBytes(p); r > rss[p] {
-						rss[p] = r
-					}
-				}
-			}
-		}
-	}()
-	out, genCPU, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.duration, t.url)...)
-	close(stopRSS)
-	<-rssDone
-	if err != nil {
-		return m, err
-	}
-	if err := sleep(ctx, time.Second); err != nil { // the same drain as before
-		return m, err
-	}
-	w1, e1, p1 := cpu()
-	busy1 := machineBusy()
-	m.window = time.Since(t0)
-	m.load, err = parseWrk(out)
-	if err != nil {
-		return m, err
-	}
-	m.load.CPU = genCPU
-	m.workersCPU, m.exporterCPU, m.promCPU = w1-w0, e1-e0, p1-p0
-	m.udpPackets = udp() - u0
-	m.othersCPU = (busy1 - busy0) - (m.workersCPU + m.exporterCPU + m.promCPU + genCPU)
-	if m.othersCPU < 0 {
-		m.othersCPU = 0
-	}
-	var sum int64
-	for _, r := range rss {
-		sum += r
-		if r > m.rssMax {
-			m.rssMax = r
-		}
-	}
-	if len(rss) > 0 {
-		m.rssAvg = sum / int64(len(rss))
-	}
-	if got := len(proctree.Children(t.master())); got != m.workers {
-		return m, fmt.Errorf("%d workers before the run, %d after: a worker died", m.workers, got)
-	}
-	return m, nil
 }
 
 // satRun is one accounting-at-saturation run.
