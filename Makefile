@@ -77,11 +77,15 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
 
-# make bench: no metrics vs forkwatch vs the Python original (cmd/bench/
-# original, Flask under uwsgi) under wrk, exact counts at saturation with hey, the middleware's
-# Go benchmarks; prints the tables and writes BENCHMARKS.md (a few minutes).
-# Installs wrk, hey, uwsgi and Flask. BENCH_FLAGS are passed to bin/bench
-# (bin/bench -h). Run it as `flock /tmp/forkwatch-ports.lock make bench`.
+# make bench: the cost of exact metrics. CPU per request (workers, exporter,
+# Prometheus) and req/s of fasthttp's own prefork, forkwatch -no-metrics,
+# forkwatch with metrics and the Python original (cmd/bench/original, Flask
+# under uwsgi), in interleaved rounds at saturation (wrk) and at a fixed load
+# (internal/loadgen); exact counts at saturation with hey; the middleware's Go
+# benchmarks. Prints the tables and writes BENCHMARKS.md with each target met
+# or missed (about 6 minutes). Installs wrk, hey, uwsgi and Flask.
+# BENCH_FLAGS are passed to bin/bench (bin/bench -h). Run it as
+# `flock /tmp/forkwatch-ports.lock make bench`.
 BENCH_FLAGS ?=
 bench:
 	scripts/bench.sh $(BENCH_FLAGS)

@@ -4,7 +4,7 @@
 # the Python original, Prometheus), builds, and runs bin/bench, which prints
 # the tables and writes BENCHMARKS.md.
 #
-# Ports (none of `make run`'s): apps 5100-5102, admin 5150, exporters
+# Ports (none of `make run`'s): apps 5100-5103, admin 5150, exporters
 # 9202/9203 (DogStatsD 9225/9226), Prometheus 9190/9191. Other agents may run
 # load on the same machine, so run it as
 #   flock /tmp/forkwatch-ports.lock make bench

@@ -101,3 +101,30 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestSpreadAndJudge(t *testing.T) {
+	sp := spreadOf([]float64{1.10, 0.95, 1.02})
+	if sp.med != 1.02 || sp.lo != 0.95 || sp.hi != 1.10 || sp.n != 3 {
+		t.Fatalf("spreadOf = %+v", sp)
+	}
+	if got := sp.format("%.2f"); got != "1.02 [0.95..1.10]" {
+		t.Errorf("format = %q", got)
+	}
+	tests := map[string]struct {
+		sp    spread
+		ok    func(float64) bool
+		limit float64
+		want  string
+	}{
+		"met clearly":       {spreadOf([]float64{0.99, 1.0}), atLeast(0.98), 0.98, "met"},
+		"missed clearly":    {spreadOf([]float64{0.8, 0.9}), atLeast(0.98), 0.98, "**MISSED**"},
+		"met within noise":  {sp, atMost(1.05), 1.05, "met (rounds on both sides: within noise)"},
+		"missed with noise": {sp, atMost(1.0), 1.0, "**MISSED** (rounds on both sides: within noise)"},
+		"nothing measured":  {spread{}, atMost(1), 1, "not measured"},
+	}
+	for name, tc := range tests {
+		if got := judge(tc.sp, tc.ok, tc.limit); got != tc.want {
+			t.Errorf("%s: judge = %q, want %q", name, got, tc.want)
+		}
+	}
+}

@@ -1,15 +1,24 @@
-// Command bench is what `make bench` runs (through scripts/bench.sh): it
-// measures, side by side in one run on loopback, the webapp with metrics off
-// (the baseline), forkwatch with metrics on (the product: statsd_exporter and
-// Prometheus started through the bridge package) and the Python original
-// under uwsgi with its own exporter and Prometheus; then it sends exact
-// request counts at saturation and compares them with the exporter's; then it
-// runs the middleware's Go benchmarks. It prints the tables and writes them,
-// with the machine's facts and the exact commands, to BENCHMARKS.md.
+// Command bench is what `make bench` runs (through scripts/bench.sh): the
+// cost of exact metrics, measured on loopback in one run against four
+// systems: fasthttp's own prefork package with no metrics (the yardstick,
+// cmd/bench/fastprefork), forkwatch with -no-metrics, forkwatch with metrics
+// (statsd_exporter and Prometheus started through internal/launch) and the
+// Python original under uwsgi with its own exporter and Prometheus. Every
+// process is started through internal/launch.
 //
-// Load comes from wrk (throughput, latency) and hey (exact request counts).
-// CPU time comes from /proc/<pid>/stat, RSS from /proc/<pid>/status, UDP
-// packets from the exporter's statsd_exporter_udp_packets_total.
+// The primary figure is CPU per request, per system and per component
+// (workers = master + children, exporter, Prometheus): utime+stime from
+// /proc (prometheus/procfs) over a measured run divided by the requests
+// served, median and min..max over interleaved rounds, at two loads:
+// saturation (wrk) and a fixed offered load (internal/loadgen's Rate) of a
+// share of forkwatch -no-metrics's maximum measured in the same run. Beside
+// it: req/s, p50/p99, RSS per worker and UDP packets per request (the
+// exporter's statsd_exporter_udp_packets_total, read with verify.Scrape).
+// Then it sends exact request counts at saturation (hey) and compares them
+// with the exporter's, audits the workers' ledger against Prometheus, and
+// runs the middleware's Go benchmarks. It prints the tables and writes them,
+// with each target of the issue met or missed, the machine's facts and the
+// exact commands, to BENCHMARKS.md.
 package main
 
 import (
@@ -25,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -39,7 +49,9 @@ import (
 // options are bench's flags.
 type options struct {
 	root, seed, out, webapp string
+	fastprefork             string
 	rounds                  int
+	fixedShare              float64
 	duration, warmup        time.Duration
 	threads, conns          int
 	workers                 int
@@ -50,7 +62,7 @@ type options struct {
 
 // ports are the loopback addresses used; none is one of `make run`'s.
 type ports struct {
-	baseline, product, original                 string
+	fast, baseline, product, original           string
 	productStatsd, productExporter, productProm string
 	seedStatsd, seedExporter, seedProm          string
 	admin                                       string
@@ -67,9 +79,11 @@ func mainErr() int {
 	fs.StringVar(&o.seed, "original", "cmd/bench/original", "`directory` of the Python original (app.py)")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown `file` to write")
 	fs.StringVar(&o.webapp, "webapp", "bin/webapp", "webapp `binary`")
-	fs.IntVar(&o.rounds, "rounds", 6, "throughput rounds; each measures all three, in alternating order")
-	fs.DurationVar(&o.duration, "duration", 6*time.Second, "wrk run length per measurement")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured wrk run before each measurement")
+	fs.StringVar(&o.fastprefork, "fastprefork", "bin/fastprefork", "fasthttp prefork `binary` (cmd/bench/fastprefork)")
+	fs.IntVar(&o.rounds, "rounds", 6, "rounds per load mode; each measures every system once, the order reversed every other round")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measured run")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured run before each measurement")
+	fs.Float64Var(&o.fixedShare, "fixed-share", 0.5, "the fixed load, as a `share` of forkwatch -no-metrics's median req/s at saturation")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&o.conns, "conns", 50, "wrk connections")
 	fs.IntVar(&o.workers, "workers", 5, "worker processes, for forkwatch and for uwsgi")
@@ -77,6 +91,7 @@ func mainErr() int {
 	fs.IntVar(&o.satRuns, "sat-runs", 3, "accounting-at-saturation runs")
 	fs.IntVar(&o.satConns, "sat-conns", 50, "hey connections at saturation")
 	fs.BoolVar(&o.goBench, "gobench", true, "also run the middleware's Go benchmarks")
+	fs.StringVar(&o.ports.fast, "fastprefork-addr", "127.0.0.1:5103", "fasthttp prefork `address`")
 	fs.StringVar(&o.ports.baseline, "baseline-addr", "127.0.0.1:5100", "baseline webapp `address`")
 	fs.StringVar(&o.ports.product, "product-addr", "127.0.0.1:5101", "forkwatch webapp `address`")
 	fs.StringVar(&o.ports.original, "original-addr", "127.0.0.1:5102", "Python original `address`")
@@ -93,8 +108,8 @@ func mainErr() int {
 		}
 		return 2
 	}
-	if o.rounds < 1 || o.satRuns < 0 || o.satN < 1 || o.duration < time.Second || o.workers < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds and -workers must be >= 1, -duration >= 1s, -sat-n >= 1, -sat-runs >= 0")
+	if o.rounds < 1 || o.satRuns < 0 || o.satN < 1 || o.duration < time.Second || o.workers < 1 || o.fixedShare <= 0 || o.fixedShare > 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds and -workers must be >= 1, -duration >= 1s, -sat-n >= 1, -sat-runs >= 0, -fixed-share in (0, 1]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,32 +121,24 @@ func mainErr() int {
 	return 0
 }
 
-// target is one of the three systems under load.
+// The systems under load, in the order of the tables.
+const (
+	sysFast = iota // fasthttp's prefork, no metrics: the yardstick
+	sysBase        // forkwatch -no-metrics
+	sysProd        // forkwatch with metrics, its exporter and Prometheus
+	sysOrig        // the Python original under uwsgi, its exporter and Prometheus
+	numSystems
+)
+
+// target is one of the systems under load.
 type target struct {
 	name     string
-	url      string // the URL wrk and hey hit
-	master   int    // the supervisor's or uwsgi master's PID; workers are its children
+	url      string          // the URL wrk and hey hit
+	proc     *launch.Process // the supervisor or uwsgi master
+	log      *os.File
 	exporter *launch.Process
 	prom     *launch.Process
 	commands []string
-}
-
-// measurement is one wrk run against one target.
-type measurement struct {
-	load                             loadResult
-	workersCPU, exporterCPU, promCPU time.Duration
-	othersCPU                        time.Duration // busy CPU of everything else on the machine
-	window                           time.Duration // wall time between the CPU readings
-	rssMax, rssAvg                   int64
-	workers                          int
-	udpPackets                       float64
-}
-
-func (m measurement) per100k(d time.Duration) float64 {
-	if m.load.Requests == 0 {
-		return 0
-	}
-	return d.Seconds() / float64(m.load.Requests) * 1e5
 }
 
 func benchmark(ctx context.Context, o options) error {
@@ -145,7 +152,7 @@ func benchmark(ctx context.Context, o options) error {
 	if _, err := os.Stat(filepath.Join(o.seed, "app.py")); err != nil {
 		return fmt.Errorf("the Python original: %w (set -original)", err)
 	}
-	for _, a := range []string{o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
+	for _, a := range []string{o.ports.fast, o.ports.baseline, o.ports.product, o.ports.original, o.ports.productExporter,
 		o.ports.productProm, o.ports.seedExporter, o.ports.seedProm, o.ports.admin} {
 		if l, err := net.Listen("tcp", a); err != nil {
 			return fmt.Errorf("address %s is busy (another bench or stack running?): %w", a, err)
@@ -184,13 +191,18 @@ func benchmark(ctx context.Context, o options) error {
 		}
 	}()
 
-	// The three systems, all started before any measurement and left idle
+	// The four systems, all started before any measurement and left idle
 	// while the others are measured.
-	base, stopBase, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
+	fast, err := startFastPrefork(ctx, o, tmp)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopBase)
+	cleanups = append(cleanups, fast.stop)
+	base, err := startWebapp(ctx, o, tmp, "no metrics", o.ports.baseline, "-no-metrics")
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, base.stop)
 
 	pexp, pprom, cmds, err := startBridge(ctx, o, tmp, "product", filepath.Join(o.root, "mapping.yml"),
 		o.ports.productStatsd, o.ports.productExporter, o.ports.productProm, log)
@@ -198,12 +210,12 @@ func benchmark(ctx context.Context, o options) error {
 		return err
 	}
 	cleanups = append(cleanups, func() { _ = pprom.Stop(15 * time.Second) }, func() { _ = pexp.Stop(10 * time.Second) })
-	prod, stopProd, err := startWebapp(ctx, o, tmp, "forkwatch", o.ports.product,
+	prod, err := startWebapp(ctx, o, tmp, "forkwatch", o.ports.product,
 		"-statsd-addr", o.ports.productStatsd, "-admin-addr", o.ports.admin)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopProd)
+	cleanups = append(cleanups, prod.stop)
 	prod.exporter, prod.prom = pexp, pprom
 	prod.commands = append(cmds, prod.commands...)
 
@@ -213,39 +225,55 @@ func benchmark(ctx context.Context, o options) error {
 		return err
 	}
 	cleanups = append(cleanups, func() { _ = sprom.Stop(15 * time.Second) }, func() { _ = sexp.Stop(10 * time.Second) })
-	orig, stopOrig, err := startUwsgi(ctx, o, tmp)
+	orig, err := startUwsgi(ctx, o, tmp)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopOrig)
+	cleanups = append(cleanups, orig.stop)
 	orig.exporter, orig.prom = sexp, sprom
 	orig.commands = append(cmds, orig.commands...)
 
-	targets := []*target{base, prod, orig}
+	targets := make([]*target, numSystems)
+	targets[sysFast], targets[sysBase], targets[sysProd], targets[sysOrig] = fast, base, prod, orig
 	rep.targets = targets
-	rep.results = make([][]measurement, len(targets))
-	for r := 0; r < o.rounds; r++ {
-		// The baseline and the product run back to back, so the machine's
-		// other load is alike for the ratio between them; which of the two
-		// goes first, and whether the original goes before or after them,
-		// alternates.
-		order := []int{0, 1, 2}
-		if r%2 == 1 {
-			order = []int{2, 1, 0}
-		}
-		for _, k := range order {
-			t := targets[k]
-			fmt.Printf("round %d/%d: %s ...\n", r+1, o.rounds, t.name)
-			m, err := measure(ctx, o, t)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+	// rounds measures systems under load, round after round, every system
+	// once per round. The no-metrics baseline and the product run back to
+	// back, and so do fasthttp's prefork and the baseline, so the machine's
+	// other load is alike for the ratios between them; the order reverses
+	// every other round.
+	rounds := func(md mode, systems []int, load loader) error {
+		rep.results[md] = make([][]measurement, numSystems)
+		for r := 0; r < o.rounds; r++ {
+			order := slices.Clone(systems)
+			if r%2 == 1 {
+				slices.Reverse(order)
 			}
-			fmt.Printf("  %.0f req/s, p50 %s, p99 %s, %d non-2xx, %d errors\n",
-				m.load.ReqPerSec, m.load.P50, m.load.P99, m.load.Non2xx, m.load.Errors)
-			rep.results[k] = append(rep.results[k], m)
+			for _, k := range order {
+				t := targets[k]
+				fmt.Printf("%s round %d/%d: %s ...\n", md, r+1, o.rounds, t.name)
+				m, err := measure(ctx, o, t, load)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", t.name, md, err)
+				}
+				fmt.Printf("  %.0f req/s, p50 %s, p99 %s, %d non-2xx, %d errors; CPU %.1f µs/request (workers %.1f, exporter %.2f)\n",
+					m.load.ReqPerSec, m.load.P50, m.load.P99, m.load.Non2xx, m.load.Errors,
+					m.us(m.totalCPU()), m.us(m.workersCPU), m.us(m.exporterCPU))
+				rep.results[md][k] = append(rep.results[md][k], m)
+			}
 		}
+		return nil
+	}
+	if err := rounds(saturation, []int{sysFast, sysBase, sysProd, sysOrig}, wrkLoader(o)); err != nil {
+		return err
 	}
 	rep.wrkCmd = "wrk " + strings.Join(wrkArgs(o.threads, o.conns, o.duration, "<url>/test/"), " ")
+	// The fixed load is a share of what forkwatch without metrics served at
+	// saturation in this run; the Python original serves far less than that,
+	// so it is left out.
+	rep.rate = o.fixedShare * rep.med(saturation, sysBase, func(m measurement) float64 { return m.load.ReqPerSec })
+	if err := rounds(fixedLoad, []int{sysFast, sysBase, sysProd}, rateLoader(o, rep.rate)); err != nil {
+		return err
+	}
 
 	for i := 0; i < o.satRuns; i++ {
 		fmt.Printf("accounting at saturation %d/%d: %d requests ...\n", i+1, o.satRuns, o.satN)
@@ -309,197 +337,118 @@ func startBridge(ctx context.Context, o options, tmp, name, mapping, statsdAddr,
 	return exp, prom, cmds, nil
 }
 
-// startWebapp starts bin/webapp with its workers on addr, output to a log
-// file, and waits until it answers.
-func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra ...string) (*target, func(), error) {
-	args := append([]string{"-listen", addr, "-workers", fmt.Sprint(o.workers), "-log-level", "warn"}, extra...)
+// startWebapp starts bin/webapp (launch.StartWebapp) with its workers on
+// addr, output to a log file, and waits until it answers.
+func startWebapp(ctx context.Context, o options, tmp, name, addr string, extra ...string) (*target, error) {
+	args := append([]string{"-workers", fmt.Sprint(o.workers), "-log-level", "warn"}, extra...)
 	logName := "baseline.log"
 	if name == "forkwatch" {
 		logName = "forkwatch.log"
 	}
 	logf, err := os.Create(filepath.Join(tmp, logName))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cmd := exec.Command(o.webapp, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start %s: %w", o.webapp, err)
+	p, err := launch.StartWebapp(launch.Webapp{Bin: o.webapp, Addr: addr, Args: args, Stdout: logf, Stderr: logf})
+	if err != nil {
+		logf.Close()
+		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGTERM, done) }
-	t := &target{name: name, url: "http://" + addr + "/test/", master: cmd.Process.Pid,
-		commands: []string{o.webapp + " " + strings.Join(args, " ")}}
-	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	t := &target{name: name, url: "http://" + addr + "/test/", proc: p, log: logf,
+		commands: []string{o.webapp + " -listen " + addr + " " + strings.Join(args, " ")}}
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return t, stop, nil
+	return t, nil
+}
+
+// startFastPrefork starts cmd/bench/fastprefork (fasthttp's prefork, no
+// metrics) with o.workers children and waits until it answers.
+func startFastPrefork(ctx context.Context, o options, tmp string) (*target, error) {
+	args := []string{"-listen", o.ports.fast, "-children", fmt.Sprint(o.workers)}
+	logf, err := os.Create(filepath.Join(tmp, "fastprefork.log"))
+	if err != nil {
+		return nil, err
+	}
+	p, err := launch.StartCommand("fastprefork", o.fastprefork, args, nil, "", logf, logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	t := &target{name: "fasthttp prefork", url: "http://" + o.ports.fast + "/test/", proc: p, log: logf,
+		commands: []string{o.fastprefork + " " + strings.Join(args, " ")}}
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("fasthttp prefork: %w", err)
+	}
+	return t, nil
 }
 
 // startUwsgi starts the Python original the way its README says: uwsgi,
-// five workers, --http-socket, metrics to its own exporter.
-func startUwsgi(ctx context.Context, o options, tmp string) (*target, func(), error) {
+// five workers, --http-socket, metrics to its own exporter; --die-on-term
+// makes SIGTERM (Process.Stop) stop it instead of reloading it.
+func startUwsgi(ctx context.Context, o options, tmp string) (*target, error) {
 	host, port, _ := net.SplitHostPort(o.ports.seedStatsd)
 	args := []string{"--plugins", "http,python3", "--master", "--processes", fmt.Sprint(o.workers),
-		"--http-socket", o.ports.original, "--wsgi-file", "app.py", "--callable", "app", "--disable-logging"}
+		"--http-socket", o.ports.original, "--wsgi-file", "app.py", "--callable", "app", "--disable-logging", "--die-on-term"}
 	env := []string{"METRICS=1", "STATSD_HOST=" + host, "STATSD_PORT=" + port}
 	logf, err := os.Create(filepath.Join(tmp, "uwsgi.log"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cmd := exec.Command("uwsgi", args...)
-	cmd.Dir = o.seed
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start uwsgi: %w", err)
+	p, err := launch.StartCommand("uwsgi", "uwsgi", args, env, o.seed, logf, logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	// uwsgi treats SIGTERM as "reload"; SIGINT stops it.
-	stop := func() { stopGroup(cmd.Process.Pid, syscall.SIGINT, done) }
-	t := &target{name: "Python original", url: "http://" + o.ports.original + "/test/", master: cmd.Process.Pid,
+	t := &target{name: "Python original", url: "http://" + o.ports.original + "/test/", proc: p, log: logf,
 		commands: []string{"cd " + abs(o.seed) + " && " + strings.Join(env, " ") + " uwsgi " + strings.Join(args, " ")}}
-	if err := waitReady(ctx, t.url, done, o.workers, t.master); err != nil {
-		stop()
+	if err := t.waitReady(ctx, o.workers); err != nil {
+		t.stop()
 		b, _ := os.ReadFile(filepath.Join(tmp, "uwsgi.log"))
-		return nil, nil, fmt.Errorf("Python original: %w\n%s", err, b)
+		return nil, fmt.Errorf("Python original: %w\n%s", err, b)
 	}
-	return t, stop, nil
+	return t, nil
 }
 
-// stopGroup signals pid, waits up to 20s for it, then kills its process
-// group (its workers).
-func stopGroup(pid int, sig syscall.Signal, done <-chan struct{}) {
-	_ = syscall.Kill(pid, sig)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
+// stop stops the system's master (launch.Process.Stop: SIGTERM, then its
+// process group is killed) and closes its log.
+func (t *target) stop() {
+	_ = t.proc.Stop(20 * time.Second)
+	if t.log != nil {
+		t.log.Close()
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
 }
 
-// waitReady polls url until it answers 200 and master has all its workers.
-func waitReady(ctx context.Context, url string, done <-chan struct{}, workers, master int) error {
+// master is the supervisor's or uwsgi master's PID; workers are its children.
+func (t *target) master() int { return t.proc.PID() }
+
+// waitReady polls the target's URL until it answers 200 and its master has
+// all its workers.
+func (t *target) waitReady(ctx context.Context, workers int) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := client.Get(url)
+		resp, err := client.Get(t.url)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && len(proctree.Children(master)) >= workers {
+			if resp.StatusCode == http.StatusOK && len(proctree.Children(t.master())) >= workers {
 				return nil
 			}
 		}
 		select {
-		case <-done:
+		case <-t.proc.Done():
 			return errors.New("exited before it was ready")
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within 60s", url)
+			return fmt.Errorf("%s not ready within 60s", t.url)
 		}
 	}
-}
-
-// measure runs one unmeasured warm-up and one measured wrk run against t.
-func measure(ctx context.Context, o options, t *target) (measurement, error) {
-	var m measurement
-	if _, _, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.warmup, t.url)...); err != nil {
-		return m, err
-	}
-	// Let the warm-up's metrics drain (flush interval, exporter queue)
-	// before the counters are read.
-	if err := sleep(ctx, time.Second); err != nil {
-		return m, err
-	}
-	workers := proctree.Children(t.master)
-	m.workers = len(workers)
-	cpu := func() (w, e, p time.Duration) {
-		w = cpuOf(workers)
-		if t.exporter != nil {
-			e = cpuOf([]int{t.exporter.PID()})
-		}
-		if t.prom != nil {
-			p = cpuOf([]int{t.prom.PID()})
-		}
-		return
-	}
-	udp := func() float64 {
-		if t.exporter == nil {
-			return 0
-		}
-		v, _ := scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
-		return v
-	}
-	w0, e0, p0 := cpu()
-	u0 := udp()
-	busy0, t0 := machineBusy(), time.Now()
-
-	rss := map[int]int64{}
-	stopRSS := make(chan struct{})
-	rssDone := make(chan struct{})
-	go func() {
-		defer close(rssDone)
-		tk := time.NewTicker(500 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stopRSS:
-				return
-			case <-tk.C:
-				for _, p := range workers {
-					if r := rssBytes(p); r > rss[p] {
-						rss[p] = r
-					}
-				}
-			}
-		}
-	}()
-	out, genCPU, err := run(ctx, "wrk", wrkArgs(o.threads, o.conns, o.duration, t.url)...)
-	close(stopRSS)
-	<-rssDone
-	if err != nil {
-		return m, err
-	}
-	if err := sleep(ctx, time.Second); err != nil { // the same drain as before
-		return m, err
-	}
-	w1, e1, p1 := cpu()
-	busy1 := machineBusy()
-	m.window = time.Since(t0)
-	m.load, err = parseWrk(out)
-	if err != nil {
-		return m, err
-	}
-	m.load.CPU = genCPU
-	m.workersCPU, m.exporterCPU, m.promCPU = w1-w0, e1-e0, p1-p0
-	m.udpPackets = udp() - u0
-	m.othersCPU = (busy1 - busy0) - (m.workersCPU + m.exporterCPU + m.promCPU + genCPU)
-	if m.othersCPU < 0 {
-		m.othersCPU = 0
-	}
-	var sum int64
-	for _, r := range rss {
-		sum += r
-		if r > m.rssMax {
-			m.rssMax = r
-		}
-	}
-	if len(rss) > 0 {
-		m.rssAvg = sum / int64(len(rss))
-	}
-	if got := len(proctree.Children(t.master)); got != m.workers {
-		return m, fmt.Errorf("%d workers before the run, %d after: a worker died", m.workers, got)
-	}
-	return m, nil
 }
 
 // satRun is one accounting-at-saturation run.
@@ -521,6 +470,9 @@ func (s satRun) exact() bool {
 	return s.load.Errors == 0 && s.lost() == 0 && s.duplicated() == 0 && s.histLost() == 0 && s.histDup() == 0
 }
 
+// udpPackets is the exporter's count of the datagrams it received.
+const udpPackets = "statsd_exporter_udp_packets_total"
+
 // dropCounters are the exporter's counters of input it could not use.
 var dropCounters = []string{
 	"statsd_exporter_udp_packet_drops_total",
@@ -540,22 +492,20 @@ var satSeries = map[string]string{"app_name": "webapp", "endpoint": "/test/"}
 func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	var s satRun
 	read := func() (rc, hist, all, udp float64, drops map[string]float64, err error) {
+		fams, err := verify.Scrape(ctx, t.exporter.URL)
+		if err != nil {
+			return
+		}
 		// Only the series hey hits: a connection that wrk cut mid-request
 		// earlier is answered 408 under "unmatched" when its read timeout
 		// ends, which may fall inside this run.
-		if rc, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, satSeries); err != nil {
-			return
-		}
-		if hist, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestLatency, satSeries); err != nil {
-			return
-		}
-		if all, err = scrapeSum(ctx, t.exporter.URL, statsd.RequestCount, map[string]string{"app_name": "webapp"}); err != nil {
-			return
-		}
-		udp, _ = scrapeSum(ctx, t.exporter.URL, "statsd_exporter_udp_packets_total", nil)
+		rc = verify.Sum(fams, statsd.RequestCount, satSeries)
+		hist = verify.Sum(fams, statsd.RequestLatency, satSeries)
+		all = verify.Sum(fams, statsd.RequestCount, map[string]string{"app_name": "webapp"})
+		udp = verify.Sum(fams, udpPackets, nil)
 		drops = map[string]float64{}
 		for _, d := range dropCounters {
-			drops[d], _ = scrapeSum(ctx, t.exporter.URL, d, nil)
+			drops[d] = verify.Sum(fams, d, nil)
 		}
 		return
 	}
@@ -604,8 +554,8 @@ func settle(ctx context.Context, t *target, want float64) error {
 	return err // if it did not settle, the comparison will show what is missing
 }
 
-// scrapeSum adds up the samples of metric name of the saturation series
-// on an exporter.
+// scrapeSum scrapes an exporter and adds up the samples of metric name
+// whose labels include match.
 func scrapeSum(ctx context.Context, baseURL, name string, match map[string]string) (float64, error) {
 	fams, err := verify.Scrape(ctx, baseURL)
 	if err != nil {

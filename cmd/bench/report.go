@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -18,7 +19,8 @@ type report struct {
 	facts      machineFacts
 	opts       options
 	targets    []*target
-	results    [][]measurement // per target, per round
+	results    [numModes][][]measurement // per mode, per system, per round
+	rate       float64                   // the fixed load's offered req/s
 	sat        []satRun
 	audit      verify.Report
 	sendErrors string
@@ -40,18 +42,64 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// med is the median over rounds of f for target i.
-func (r *report) med(i int, f func(measurement) float64) float64 {
-	var xs []float64
-	for _, m := range r.results[i] {
-		xs = append(xs, f(m))
-	}
-	return median(xs)
+// spread is a median and the range around it, over the rounds.
+type spread struct {
+	med, lo, hi float64
+	n           int
 }
 
-func (r *report) maxOf(i int, f func(measurement) float64) float64 {
+func spreadOf(xs []float64) spread {
+	if len(xs) == 0 {
+		return spread{}
+	}
+	sp := spread{med: median(xs), lo: math.Inf(1), hi: math.Inf(-1), n: len(xs)}
+	for _, x := range xs {
+		sp.lo, sp.hi = min(sp.lo, x), max(sp.hi, x)
+	}
+	return sp
+}
+
+// format prints "median [min..max]" with the given verb for each.
+func (s spread) format(verb string) string {
+	if s.n == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf(verb+" ["+verb+".."+verb+"]", s.med, s.lo, s.hi)
+}
+
+// straddles reports whether the target lies inside the rounds' range: the
+// median's verdict could flip with more rounds.
+func (s spread) straddles(target float64) bool { return s.lo < target && target < s.hi }
+
+// series is f of every round of system sys in mode md.
+func (r *report) series(md mode, sys int, f func(measurement) float64) []float64 {
+	var xs []float64
+	for _, m := range r.results[md][sys] {
+		xs = append(xs, f(m))
+	}
+	return xs
+}
+
+// med is the median over the rounds of f.
+func (r *report) med(md mode, sys int, f func(measurement) float64) float64 {
+	return median(r.series(md, sys, f))
+}
+
+// paired is f of systems a and b measured in the same round, per round.
+func (r *report) paired(md mode, a, b int, f func(a, b measurement) float64) []float64 {
+	var xs []float64
+	ra, rb := r.results[md][a], r.results[md][b]
+	for k := 0; k < len(ra) && k < len(rb); k++ {
+		if ra[k].load.Requests > 0 && rb[k].load.Requests > 0 {
+			xs = append(xs, f(ra[k], rb[k]))
+		}
+	}
+	return xs
+}
+
+func (r *report) maxOf(md mode, sys int, f func(measurement) float64) float64 {
 	var best float64
-	for _, m := range r.results[i] {
+	for _, m := range r.results[md][sys] {
 		best = max(best, f(m))
 	}
 	return best
@@ -59,89 +107,93 @@ func (r *report) maxOf(i int, f func(measurement) float64) float64 {
 
 const mib = 1 << 20
 
-// ratios returns product/baseline and product/original req/s per round.
-func (r *report) ratios() (noMetrics, original []float64) {
-	for k := range r.results[1] {
-		p := r.results[1][k].load.ReqPerSec
-		if k < len(r.results[0]) && r.results[0][k].load.ReqPerSec > 0 {
-			noMetrics = append(noMetrics, p/r.results[0][k].load.ReqPerSec)
-		}
-		if k < len(r.results[2]) && r.results[2][k].load.ReqPerSec > 0 {
-			original = append(original, p/r.results[2][k].load.ReqPerSec)
-		}
-	}
-	return noMetrics, original
-}
+// Per-request figures of a measurement, in µs, and its req/s.
+func totalUs(m measurement) float64    { return m.us(m.totalCPU()) }
+func workersUs(m measurement) float64  { return m.us(m.workersCPU) }
+func exporterUs(m measurement) float64 { return m.us(m.exporterCPU) }
+func promUs(m measurement) float64     { return m.us(m.promCPU) }
+func reqPerSec(m measurement) float64  { return m.load.ReqPerSec }
 
-// costRatios returns, per round, the product's CPU per request (workers,
-// exporter, Prometheus) over the baseline's.
-func (r *report) costRatios() []float64 {
-	var out []float64
-	cost := func(m measurement) float64 {
-		return (m.workersCPU + m.exporterCPU + m.promCPU).Seconds() / float64(m.load.Requests)
-	}
-	for k := range r.results[1] {
-		if k < len(r.results[0]) && r.results[0][k].load.Requests > 0 && r.results[1][k].load.Requests > 0 {
-			out = append(out, cost(r.results[1][k])/cost(r.results[0][k]))
-		}
-	}
-	return out
-}
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", d.Seconds()*1000) }
 
-// costNotes says where the product's extra CPU goes, per request, from the
-// medians above; CPU per request depends less on the machine's other load
-// than req/s does.
-func (r *report) costNotes() string {
-	us := func(i int, f func(measurement) time.Duration) float64 {
-		return r.med(i, func(m measurement) float64 { return f(m).Seconds() * 1e6 / float64(m.load.Requests) })
-	}
-	wb := us(0, func(m measurement) time.Duration { return m.workersCPU })
-	wp := us(1, func(m measurement) time.Duration { return m.workersCPU })
-	ep := us(1, func(m measurement) time.Duration { return m.exporterCPU })
-	pp := us(1, func(m measurement) time.Duration { return m.promCPU })
-	wo := us(2, func(m measurement) time.Duration { return m.workersCPU })
-	eo := us(2, func(m measurement) time.Duration { return m.exporterCPU })
+// systemsTable is the primary table of a mode: CPU per request per system
+// and component, median [min..max] over the rounds, with the rest beside it.
+func (r *report) systemsTable(md mode) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nWhere the CPU goes, per request (medians): workers without metrics %.1f µs; forkwatch's workers %.1f µs (%+.1f µs: the statsd client's Record and flushes, the audit tally), its exporter %.2f µs (parsing and observing the request's histogram sample; counts arrive pre-summed), its Prometheus %.3f µs. Everything shares the same %d CPUs with the load generator, so when they are saturated the product's req/s falls with its extra CPU per request. The Python original: workers %.1f µs, exporter %.2f µs (two datagrams per request), %.1fx forkwatch's CPU per request.\n",
-		wb, wp, wp-wb, ep, pp, r.facts.CPUs, wo, eo, (wo+eo)/(wp+ep+pp))
+	b.WriteString("| system | CPU µs/request, whole system | workers (master + children) | exporter | Prometheus | req/s | p50 | p99 | RSS per worker, max (median avg) | UDP packets/request | other load on the machine |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, t := range r.targets {
+		if len(r.results[md][i]) == 0 {
+			continue
+		}
+		sp := func(f func(measurement) float64, verb string) string {
+			return spreadOf(r.series(md, i, f)).format(verb)
+		}
+		exp, prom, udp := "n/a", "n/a", "n/a"
+		if t.exporter != nil {
+			exp, prom = sp(exporterUs, "%.2f"), sp(promUs, "%.3f")
+			udp = fmt.Sprintf("%.4f", r.med(md, i, func(m measurement) float64 { return m.udpPackets / float64(m.load.Requests) }))
+		}
+		fmt.Fprintf(&b, "| %s | **%s** | %s | %s | %s | %s | %s | %s | %.1f MiB (%.1f) | %s | %.2f CPUs |\n",
+			t.name, sp(totalUs, "%.1f"), sp(workersUs, "%.1f"), exp, prom, sp(reqPerSec, "%.0f"),
+			ms(time.Duration(r.med(md, i, func(m measurement) float64 { return float64(m.load.P50) }))),
+			ms(time.Duration(r.med(md, i, func(m measurement) float64 { return float64(m.load.P99) }))),
+			r.maxOf(md, i, func(m measurement) float64 { return float64(m.rssMax) })/mib,
+			r.med(md, i, func(m measurement) float64 { return float64(m.rssAvg) })/mib,
+			udp, r.med(md, i, func(m measurement) float64 { return m.othersCPU.Seconds() / m.window.Seconds() }))
+	}
 	return b.String()
 }
 
-func ms(d float64) string { return fmt.Sprintf("%.2f ms", d/float64(time.Millisecond)) }
-
-func na(ok bool, s string) string {
-	if !ok {
-		return "n/a"
-	}
-	return s
+// comparison is one paired figure: systems a and b in the same round.
+type comparison struct {
+	what   string
+	md     mode
+	a, b   int
+	f      func(a, b measurement) float64
+	verb   string
+	target string // how the issue's target reads, "" for none
+	ok     func(float64) bool
+	limit  float64 // the target's threshold, for the straddle check
 }
 
-// throughputTable is the main table, medians over the rounds.
-func (r *report) throughputTable() string {
-	var b strings.Builder
-	b.WriteString("| system | req/s | p50 | p99 | CPU s/100k req: workers | exporter | Prometheus | RSS per worker, max (avg) | UDP packets/request | other load on the machine |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for i, t := range r.targets {
-		hasExp := t.exporter != nil
-		others := r.med(i, func(m measurement) float64 { return m.othersCPU.Seconds() / m.window.Seconds() })
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f | %s | %s | %.1f MiB (%.1f) | %s | %.2f CPUs |\n",
-			t.name,
-			r.med(i, func(m measurement) float64 { return m.load.ReqPerSec }),
-			ms(r.med(i, func(m measurement) float64 { return float64(m.load.P50) })),
-			ms(r.med(i, func(m measurement) float64 { return float64(m.load.P99) })),
-			r.med(i, func(m measurement) float64 { return m.per100k(m.workersCPU) }),
-			na(hasExp, fmt.Sprintf("%.2f", r.med(i, func(m measurement) float64 { return m.per100k(m.exporterCPU) }))),
-			na(hasExp, fmt.Sprintf("%.3f", r.med(i, func(m measurement) float64 { return m.per100k(m.promCPU) }))),
-			r.maxOf(i, func(m measurement) float64 { return float64(m.rssMax) })/mib,
-			r.med(i, func(m measurement) float64 { return float64(m.rssAvg) })/mib,
-			na(hasExp, fmt.Sprintf("%.4f", r.med(i, func(m measurement) float64 { return m.udpPackets / float64(m.load.Requests) }))),
-			others)
+// cpuRatio is a's whole-system CPU per request over b's.
+func cpuRatio(a, b measurement) float64 { return totalUs(a) / totalUs(b) }
+
+// rpsRatio is a's req/s over b's.
+func rpsRatio(a, b measurement) float64 { return a.load.ReqPerSec / b.load.ReqPerSec }
+
+// workerExtra is a's workers' CPU per request minus b's, in µs.
+func workerExtra(a, b measurement) float64 { return workersUs(a) - workersUs(b) }
+
+func atLeast(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
+func atMost(x float64) func(float64) bool  { return func(v float64) bool { return v <= x } }
+
+// comparisons are the issue's targets that compare two systems, plus the
+// comparisons with the Python original (no target).
+func comparisons() []comparison {
+	return []comparison{
+		{"forkwatch -no-metrics / fasthttp prefork, req/s", saturation, sysBase, sysFast, rpsRatio, "%.3f", ">= 0.98x", atLeast(0.98), 0.98},
+		{"fasthttp prefork / forkwatch -no-metrics, CPU per request (= forkwatch's requests per CPU-second relative to prefork's)", saturation, sysFast, sysBase, cpuRatio, "%.3f", ">= 0.98x", atLeast(0.98), 0.98},
+		{"fasthttp prefork / forkwatch -no-metrics, CPU per request", fixedLoad, sysFast, sysBase, cpuRatio, "%.3f", ">= 0.98x", atLeast(0.98), 0.98},
+		{"forkwatch with / without metrics, workers' extra CPU per request (µs)", saturation, sysProd, sysBase, workerExtra, "%.2f", "<= 0.5 µs", atMost(0.5), 0.5},
+		{"forkwatch with / without metrics, workers' extra CPU per request (µs)", fixedLoad, sysProd, sysBase, workerExtra, "%.2f", "", nil, 0},
+		{"forkwatch with / without metrics, whole-system CPU per request", saturation, sysProd, sysBase, cpuRatio, "%.3f", "<= 1.15x", atMost(1.15), 1.15},
+		{"forkwatch with / without metrics, whole-system CPU per request", fixedLoad, sysProd, sysBase, cpuRatio, "%.3f", "<= 1.05x", atMost(1.05), 1.05},
+		{"forkwatch with / without metrics, req/s", saturation, sysProd, sysBase, rpsRatio, "%.3f", ">= 0.90x", atLeast(0.90), 0.90},
+		{"forkwatch / Python original, req/s", saturation, sysProd, sysOrig, rpsRatio, "%.2f", "", nil, 0},
+		{"Python original / forkwatch, whole-system CPU per request", saturation, sysOrig, sysProd, cpuRatio, "%.2f", "", nil, 0},
 	}
-	nm, orig := r.ratios()
-	cost := r.costRatios()
-	fmt.Fprintf(&b, "\nCPU per request of the whole system under test (workers + exporter + Prometheus), product/no-metrics: **%.2f** %s.\n", median(cost), list(cost, "%.2f"))
-	fmt.Fprintf(&b, "\nRatios of req/s, median of the rounds (each round's in brackets): product/no-metrics **%.3f** %s; product/original **%.2f** %s.\n",
-		median(nm), list(nm, "%.3f"), median(orig), list(orig, "%.2f"))
+}
+
+// comparisonsTable lists every paired figure, round by round.
+func (r *report) comparisonsTable() string {
+	var b strings.Builder
+	b.WriteString("| comparison | load | median [min..max] | each round |\n|---|---|---:|---|\n")
+	for _, c := range comparisons() {
+		xs := r.paired(c.md, c.a, c.b, c.f)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.what, c.md, spreadOf(xs).format(c.verb), list(xs, c.verb))
+	}
 	return b.String()
 }
 
@@ -150,23 +202,93 @@ func list(xs []float64, format string) string {
 	for i, x := range xs {
 		parts[i] = fmt.Sprintf(format, x)
 	}
-	return "[" + strings.Join(parts, ", ") + "]"
+	return strings.Join(parts, ", ")
+}
+
+// judge renders a target's verdict from the median, saying when the rounds'
+// range crosses the threshold.
+func judge(sp spread, ok func(float64) bool, limit float64) string {
+	if sp.n == 0 {
+		return "not measured"
+	}
+	v := verdict(ok(sp.med))
+	if sp.straddles(limit) {
+		v += " (rounds on both sides: within noise)"
+	}
+	return v
+}
+
+// targetsTable compares the measurements with the issue's targets.
+func (r *report) targetsTable() string {
+	var b strings.Builder
+	b.WriteString("| target | load | measured: median [min..max] over the rounds | result |\n|---|---|---|---|\n")
+	for _, c := range comparisons() {
+		if c.target == "" {
+			continue
+		}
+		sp := spreadOf(r.paired(c.md, c.a, c.b, c.f))
+		fmt.Fprintf(&b, "| %s %s | %s | %s | %s |\n", c.what, c.target, c.md, sp.format(c.verb), judge(sp, c.ok, c.limit))
+	}
+	for md := saturation; md < numModes; md++ {
+		sp := spreadOf(r.series(md, sysProd, exporterUs))
+		fmt.Fprintf(&b, "| forkwatch's exporter, CPU per request <= 1.2 µs | %s | %s µs | %s |\n", md, sp.format("%.2f"), judge(sp, atMost(1.2), 1.2))
+	}
+	var rss float64
+	for md := saturation; md < numModes; md++ {
+		rss = max(rss, r.maxOf(md, sysProd, func(m measurement) float64 { return float64(m.rssMax) })/mib)
+	}
+	fmt.Fprintf(&b, "| forkwatch with metrics, RSS per worker <= 16 MiB | both | %.1f MiB (largest worker, any round) | %s |\n", rss, verdict(rss > 0 && rss <= 16))
+	exact, udpMax := 0, 0.0
+	for _, s := range r.sat {
+		if s.exact() {
+			exact++
+		}
+		udpMax = max(udpMax, s.udpPackets/s.responses())
+	}
+	fmt.Fprintf(&b, "| exactness: 0 lost, 0 duplicated (%d requests per run, hey) | saturation | %d of %d runs exact | %s |\n",
+		r.opts.satN, exact, len(r.sat), verdict(len(r.sat) > 0 && exact == len(r.sat)))
+	fmt.Fprintf(&b, "| (earlier issue) <= 0.01 UDP packets per request | saturation | %.5f (worst accounting run) | %s |\n", udpMax, verdict(len(r.sat) > 0 && udpMax <= 0.01))
+	if r.goBench != "" {
+		a := r.goBenchAllocs()
+		ns := r.goBenchNs()
+		nilA, okNil := a["BenchmarkMiddleware/nil"]
+		sA, okS := a["BenchmarkMiddleware/statsd"]
+		tA, okT := a["BenchmarkMiddleware/statsd+tally"]
+		fmt.Fprintf(&b, "| (earlier issue) no allocation per request in our middleware beyond datadog-go's own | Go benchmark | allocs/op: no metrics %d, statsd %d, statsd+tally %d (%.0f / %.0f / %.0f ns/op) | %s |\n",
+			nilA, sA, tA, ns["BenchmarkMiddleware/nil"], ns["BenchmarkMiddleware/statsd"], ns["BenchmarkMiddleware/statsd+tally"],
+			verdict(okNil && okS && okT && nilA == 0 && tA == sA))
+	}
+	return b.String()
+}
+
+// costNotes says where forkwatch's extra CPU goes, per request.
+func (r *report) costNotes(md mode) string {
+	m := func(sys int, f func(measurement) float64) float64 { return r.med(md, sys, f) }
+	s := fmt.Sprintf("\nWhere the CPU goes, per request (medians, %s): fasthttp's prefork %.1f µs in its workers; forkwatch without metrics %.1f µs; with metrics %.1f µs in its workers (the statsd client's Record and flushes, the audit tally), %.2f µs in its exporter (parsing the request's latency sample; counts arrive pre-summed), %.3f µs in its Prometheus.",
+		md, m(sysFast, workersUs), m(sysBase, workersUs), m(sysProd, workersUs), m(sysProd, exporterUs), m(sysProd, promUs))
+	if len(r.results[md][sysOrig]) > 0 {
+		s += fmt.Sprintf(" The Python original: %.1f µs in its workers, %.2f µs in its exporter (two datagrams per request), %.3f µs in its Prometheus.",
+			m(sysOrig, workersUs), m(sysOrig, exporterUs), m(sysOrig, promUs))
+	}
+	return s + "\n"
 }
 
 // roundsTable lists every measurement.
 func (r *report) roundsTable() string {
 	var b strings.Builder
-	b.WriteString("| round | system | requests | req/s | p50 | p99 | non-2xx | socket errors | workers CPU s | wrk CPU s |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for k := 0; k < r.opts.rounds; k++ {
-		for i, t := range r.targets {
-			if k >= len(r.results[i]) {
-				continue
+	b.WriteString("| load | round | system | requests | req/s | p50 | p99 | non-2xx | socket errors | CPU µs/request: workers | exporter | Prometheus | load generator CPU s |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for md := saturation; md < numModes; md++ {
+		for k := 0; k < r.opts.rounds; k++ {
+			for i, t := range r.targets {
+				if k >= len(r.results[md][i]) {
+					continue
+				}
+				m := r.results[md][i][k]
+				fmt.Fprintf(&b, "| %s | %d | %s | %d | %.0f | %s | %s | %d | %d | %.2f | %.2f | %.3f | %.2f |\n", md, k+1, t.name, m.load.Requests,
+					m.load.ReqPerSec, ms(m.load.P50), ms(m.load.P99), m.load.Non2xx, m.load.Errors,
+					workersUs(m), exporterUs(m), promUs(m), m.load.CPU.Seconds())
 			}
-			m := r.results[i][k]
-			fmt.Fprintf(&b, "| %d | %s | %d | %.0f | %s | %s | %d | %d | %.2f | %.2f |\n", k+1, t.name, m.load.Requests,
-				m.load.ReqPerSec, ms(float64(m.load.P50)), ms(float64(m.load.P99)), m.load.Non2xx, m.load.Errors,
-				m.workersCPU.Seconds(), m.load.CPU.Seconds())
 		}
 	}
 	return b.String()
@@ -182,7 +304,7 @@ func (r *report) satTable() string {
 			drops = append(drops, fmt.Sprintf("%s %.0f", strings.TrimPrefix(strings.TrimSuffix(k, "_total"), "statsd_exporter_"), s.drops[k]))
 		}
 		fmt.Fprintf(&b, "| %d | %d (%d) | %d | %.0f | %s | %.0f | %.0f | %d (latency: %d) | %d (latency: %d) | %.5f | %s | %d | %+.0f |\n",
-			i+1, s.load.Requests, s.load.Requests-s.load.Non2xx, s.load.Errors, s.load.ReqPerSec, ms(float64(s.load.P99)),
+			i+1, s.load.Requests, s.load.Requests-s.load.Non2xx, s.load.Errors, s.load.ReqPerSec, ms(s.load.P99),
 			s.counted, s.histCounted, s.lost(), s.histLost(), s.duplicated(), s.histDup(),
 			s.udpPackets/s.responses(), strings.Join(drops, ", "), s.rcvbufErrors, s.otherSeries)
 	}
@@ -224,43 +346,16 @@ func verdict(ok bool) string {
 	return "**MISSED**"
 }
 
-// targetsTable compares the measurements with the issue's targets.
-func (r *report) targetsTable() string {
-	var b strings.Builder
-	b.WriteString("| target | measured | result |\n|---|---|---|\n")
-	nm, orig := r.ratios()
-	fmt.Fprintf(&b, "| product req/s >= 0.95x no-metrics (aim 0.98x) | %.3fx (median of %d rounds) | %s |\n", median(nm), len(nm), verdict(median(nm) >= 0.95))
-	fmt.Fprintf(&b, "| product req/s >= 10x the Python original | %.2fx | %s |\n", median(orig), verdict(median(orig) >= 10))
-	exact, udpMax := 0, 0.0
-	for _, s := range r.sat {
-		if s.exact() {
-			exact++
-		}
-		udpMax = max(udpMax, s.udpPackets/s.responses())
-	}
-	fmt.Fprintf(&b, "| 0 lost, 0 duplicated over %d requests at saturation, %d of %d runs | %d of %d runs exact | %s |\n",
-		r.opts.satN, r.opts.satRuns, r.opts.satRuns, exact, len(r.sat), verdict(len(r.sat) > 0 && exact == len(r.sat) && len(r.sat) >= 3))
-	fmt.Fprintf(&b, "| <= 0.01 UDP packets per request at saturation | %.5f (worst run) | %s |\n", udpMax, verdict(len(r.sat) > 0 && udpMax <= 0.01))
-	if r.goBench != "" {
-		a := r.goBenchAllocs()
-		ns := r.goBenchNs()
-		nilA, okNil := a["BenchmarkMiddleware/nil"]
-		sA, okS := a["BenchmarkMiddleware/statsd"]
-		tA, okT := a["BenchmarkMiddleware/statsd+tally"]
-		fmt.Fprintf(&b, "| no allocation per request in our middleware beyond datadog-go's own | allocs/op: no metrics %d, statsd %d, statsd+tally %d (%.0f / %.0f / %.0f ns/op) | %s |\n",
-			nilA, sA, tA, ns["BenchmarkMiddleware/nil"], ns["BenchmarkMiddleware/statsd"], ns["BenchmarkMiddleware/statsd+tally"],
-			verdict(okNil && okS && okT && nilA == 0 && tA == sA))
-	}
-	rss := r.maxOf(1, func(m measurement) float64 { return float64(m.rssMax) }) / mib
-	fmt.Fprintf(&b, "| RSS per worker < 20 MiB under load | %.1f MiB (largest forkwatch worker) | %s |\n", rss, verdict(rss < 20))
-	return b.String()
-}
-
 // tables is what is printed at the end of a run.
 func (r *report) tables() string {
 	var b strings.Builder
-	b.WriteString("Throughput (wrk, medians of the rounds):\n\n")
-	b.WriteString(r.throughputTable())
+	for md := saturation; md < numModes; md++ {
+		fmt.Fprintf(&b, "CPU per request and throughput, %s:\n\n", md)
+		b.WriteString(r.systemsTable(md))
+		b.WriteString("\n")
+	}
+	b.WriteString("Round by round:\n\n")
+	b.WriteString(r.comparisonsTable())
 	b.WriteString("\nAccounting at saturation (hey, forkwatch):\n\n")
 	b.WriteString(r.satTable())
 	b.WriteString("\nTargets:\n\n")
@@ -276,25 +371,56 @@ func (r *report) markdown() string {
 		r.started.Format("2006-01-02 15:04 MST"), time.Since(r.started).Round(time.Second))
 	fmt.Fprintf(&b, "Machine: %d CPUs, %s; kernel %s; %s. Load average at start: %s.\n", f.CPUs, f.CPUModel, f.Kernel, f.GoVersion, f.LoadAvg)
 	var others []float64
-	for i := range r.targets {
-		for _, m := range r.results[i] {
-			others = append(others, m.othersCPU.Seconds()/m.window.Seconds())
+	for md := saturation; md < numModes; md++ {
+		for i := range r.targets {
+			for _, m := range r.results[md][i] {
+				others = append(others, m.othersCPU.Seconds()/m.window.Seconds())
+			}
 		}
 	}
 	if f.OthersBusy > 0.05 || median(others) > 0.1 {
-		fmt.Fprintf(&b, "\n**Shared machine**: other processes (not part of this benchmark) kept %.0f%% of the %d CPUs busy in the 3 s before the run and a median %.2f CPUs during the measurements (column \"other load\"). Absolute figures are lower and noisier than on an idle machine; the ratios compare systems measured in the same rounds, in alternating order, with the no-metrics baseline and the product always measured back to back.\n",
+		fmt.Fprintf(&b, "\n**Shared machine**: other processes (not part of this benchmark) kept %.0f%% of the %d CPUs busy in the 3 s before the run and a median %.2f CPUs during the measurements (column \"other load\"). Absolute figures are lower and noisier than on an idle machine; the ratios compare systems measured in the same round, back to back.\n",
 			100*f.OthersBusy, f.CPUs, median(others))
 	}
 	b.WriteString("\nEverything runs on 127.0.0.1: the load generator, the systems under test, their exporters and Prometheus share the same CPUs.\n")
 
+	fmt.Fprintf(&b, `
+## Systems
+
+- **fasthttp prefork**: fasthttp's own `+"`prefork`"+` package (cmd/bench/fastprefork), the demo routes in a plain switch, no metrics, %[1]d children (GOMAXPROCS 1 each, as prefork sets it), the yardstick.
+- **no metrics**: forkwatch (bin/webapp) with -no-metrics, %[1]d workers.
+- **forkwatch**: forkwatch with metrics on: its statsd client in each worker, statsd_exporter and Prometheus (started by internal/launch as `+"`make run`"+` starts them), the audit ledger (-admin-addr).
+- **Python original**: cmd/bench/original/app.py, Flask under uwsgi, %[1]d workers, two DogStatsD datagrams per request to its own exporter and Prometheus.
+`, o.workers)
+
 	b.WriteString("\n## Targets\n\n")
 	b.WriteString(r.targetsTable())
+	b.WriteString("\nA target is judged on the median of the paired per-round figures; where the rounds fall on both sides of the threshold the verdict is within this run's noise (see the round-by-round table).\n")
 
-	fmt.Fprintf(&b, "\n## Throughput and cost\n\n%d rounds; in each, every system gets a %s wrk warm-up and then a measured `%s` (GET /test/, keep-alive). Medians over the rounds. CPU seconds are utime+stime deltas from /proc/<pid>/stat over the measured run (plus 1 s for the metrics in flight to drain), divided by the requests wrk completed, times 100,000. RSS is VmRSS sampled every 0.5 s during the run. UDP packets are the exporter's statsd_exporter_udp_packets_total delta.\n\n",
-		o.rounds, o.warmup, r.wrkCmd)
-	b.WriteString(r.throughputTable())
-	b.WriteString(r.costNotes())
-	b.WriteString("\nThe Python original's socket errors are wrk's read errors: uwsgi's --http-socket (as its README runs it) closes the connection after each response, and wrk counts that; every one of those requests got its 200 (non-2xx is 0). Its README measured about 14.6k req/s for it with metrics on, on an idle machine of the same size, so the product/original ratio here depends on how loaded the machine is: the CPU per request above is the steadier comparison.\n")
+	fmt.Fprintf(&b, `
+## CPU per request
+
+The primary figure: utime+stime of each component's processes (from /proc/<pid>/stat through prometheus/procfs: for the workers, the master (forkwatch's supervisor, prefork's master, uwsgi's master) and its children; the exporter; Prometheus), from before a measured run to 1 s after it (metrics in flight drain), divided by the requests served in the run. %[1]d rounds per load, each measuring every system once, back to back (%[2]s warm-up, then %[3]s measured), the order reversed every other round; medians with [min..max] over the rounds. RSS is VmRSS of each worker (children only) sampled every 0.5 s. UDP packets are the exporter's statsd_exporter_udp_packets_total delta.
+
+### At saturation
+
+`+"`%[4]s`"+` (GET /test/, keep-alive) against each system.
+
+`, o.rounds, o.warmup, o.duration, r.wrkCmd)
+	b.WriteString(r.systemsTable(saturation))
+	b.WriteString(r.costNotes(saturation))
+	b.WriteString("\nThe Python original's socket errors are wrk's read errors: uwsgi's --http-socket (as its README runs it) closes the connection after each response, and wrk counts that; every one of those requests got its 200 (non-2xx is 0).\n")
+	fmt.Fprintf(&b, `
+### At a fixed load
+
+internal/loadgen in bin/bench's own process offers %.0f requests per second (%.2f x forkwatch -no-metrics's median req/s at saturation above) over %d connections for %s per measurement: request i is sent no earlier than i/rate after the start (loadgen.Options.Rate). The Python original is not run at this load: it is above its maximum. Latencies are from each request's send to its answer.
+
+`, r.rate, o.fixedShare, o.conns, o.duration)
+	b.WriteString(r.systemsTable(fixedLoad))
+	b.WriteString(r.costNotes(fixedLoad))
+
+	b.WriteString("\n## Round by round\n\nEach figure pairs two systems measured in the same round, back to back. The spread between rounds is the noise this run can resolve: a difference smaller than it is not shown by this run.\n\n")
+	b.WriteString(r.comparisonsTable())
 	b.WriteString("\nEvery measurement:\n\n")
 	b.WriteString(r.roundsTable())
 
@@ -303,7 +429,7 @@ func (r *report) markdown() string {
 	b.WriteString(r.satTable())
 	fmt.Fprintf(&b, "\nThe workers' own metric send errors (logged by each worker at exit): %s.\n", r.sendErrors)
 
-	b.WriteString("\n## The accounting audit after the run\n\n`webapp audit` logic (verify.WaitAudit) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, throughput rounds and saturation runs):\n\n```\n")
+	b.WriteString("\n## The accounting audit after the run\n\n`webapp audit` logic (verify.WaitAudit) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, measured rounds at both loads and saturation runs):\n\n```\n")
 	var ab strings.Builder
 	_ = r.audit.Print(&ab)
 	b.WriteString(ab.String())
@@ -322,7 +448,8 @@ func (r *report) markdown() string {
 			b.WriteString(c + "\n")
 		}
 	}
-	fmt.Fprintf(&b, "\n# load\n%s\n%s\n", r.wrkCmd, r.heyCmd)
+	fmt.Fprintf(&b, "\n# load\n%s\n# fixed load, in bin/bench (cmd/bench/measure.go rateLoader):\nloadgen.Run(ctx, loadgen.Options{URL: <url>, Mix: /test/, Duration: %s, Concurrency: %d, Rate: %.0f, Latencies: true})\n%s\n",
+		r.wrkCmd, o.duration, o.conns, r.rate, r.heyCmd)
 	b.WriteString("```\n")
 	return b.String()
 }

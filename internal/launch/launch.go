@@ -207,15 +207,29 @@ func StartWebapp(w Webapp) (*Process, error) {
 	if len(w.Env) > 0 {
 		env = append(os.Environ(), w.Env...)
 	}
-	return startProcess("webapp", w.Bin, args, env, w.Stdout, w.Stderr, "http://"+w.Addr)
+	return startProcess("webapp", w.Bin, args, env, "", w.Stdout, w.Stderr, "http://"+w.Addr)
+}
+
+// StartCommand starts any other program (the Python original under uwsgi,
+// fasthttp's prefork for the benchmark) the way StartWebapp starts forkwatch:
+// in its own process group, env added to this process's environment, in dir
+// ("" = the current directory), stopped by Process.Stop (SIGTERM, then the
+// group is killed). It does not wait for readiness; the Process has no URL.
+func StartCommand(name, bin string, args, env []string, dir string, stdout, stderr io.Writer) (*Process, error) {
+	var full []string
+	if len(env) > 0 {
+		full = append(os.Environ(), env...)
+	}
+	return startProcess(name, bin, args, full, dir, stdout, stderr, "")
 }
 
 // startProcess starts bin in its own process group; env nil means this
 // process's environment. If this process dies first, the child gets
 // SIGTERM (Pdeathsig), so a killed launcher leaves nothing behind.
-func startProcess(name, bin string, args, env []string, stdout, stderr io.Writer, url string) (*Process, error) {
+func startProcess(name, bin string, args, env []string, dir string, stdout, stderr io.Writer, url string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -341,7 +355,7 @@ func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
 
 // start runs bin and waits until url+probe answers 200.
 func start(ctx context.Context, cfg Config, name, bin string, args, env []string, url, probe string) (*Process, error) {
-	p, err := startProcess(name, bin, args, env, cfg.Stdout, cfg.Stderr, url)
+	p, err := startProcess(name, bin, args, env, "", cfg.Stdout, cfg.Stderr, url)
 	if err != nil {
 		return nil, err
 	}

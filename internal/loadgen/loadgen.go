@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +36,8 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	// DefaultProgressEvery is used when Options.ProgressEvery is 0.
 	DefaultProgressEvery = 250 * time.Millisecond
+	// MaxRate bounds Options.Rate, in requests per second.
+	MaxRate = 10_000_000
 )
 
 // ErrBadOptions wraps every Options.Validate error.
@@ -125,6 +129,17 @@ type Options struct {
 	// Concurrency is the number of connections sending at once. Default
 	// DefaultConcurrency.
 	Concurrency int
+	// Rate, if above 0, paces the run to this many requests per second in
+	// total: request i (counted across all connections) is not sent before
+	// Started + i/Rate, a schedule shared by the connections like one token
+	// bucket. A connection whose previous answer came late sends its next
+	// request at once, so the offered load keeps to the schedule as long as
+	// Concurrency covers the requests in flight; Result.Elapsed shows
+	// whether it did. 0: as fast as the connections go (saturation).
+	Rate float64
+	// Latencies, if set, keeps each answered request's latency (from when it
+	// was sent to its answer) in Result.Latencies.
+	Latencies bool
 	// RequestTimeout bounds one request. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// Attempts is how many times a request that failed in transport (a
@@ -157,6 +172,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: concurrency %d must be from 1 to %d", ErrBadOptions, o.Concurrency, MaxConcurrency)
 	case o.Attempts < 0 || o.Attempts > 10:
 		return fmt.Errorf("%w: attempts %d must be from 1 to 10", ErrBadOptions, o.Attempts)
+	case o.Rate < 0 || o.Rate > MaxRate:
+		return fmt.Errorf("%w: rate %g must be from 0 to %d requests per second", ErrBadOptions, o.Rate, MaxRate)
 	case o.RequestTimeout < 0:
 		return fmt.Errorf("%w: request timeout %s must not be negative", ErrBadOptions, o.RequestTimeout)
 	}
@@ -200,6 +217,20 @@ type Result struct {
 	FirstError string
 	Started    time.Time
 	Elapsed    time.Duration
+	// Latencies are the answered requests' latencies, shortest first, when
+	// Options.Latencies is set.
+	Latencies []time.Duration
+}
+
+// Percentile returns the latency below which fraction q (0..1) of the
+// answered requests fall (nearest rank), or 0 without Latencies.
+func (r *Result) Percentile(q float64) time.Duration {
+	n := len(r.Latencies)
+	if n == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(n))) - 1
+	return r.Latencies[min(max(i, 0), n-1)]
 }
 
 // Run sends the load and returns what was sent. It stops early, without an
@@ -255,12 +286,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			local := map[Key]int{}
+			var lats []time.Duration
 			var firstErr string
+			// One timer per connection, reset for each paced request.
+			var pace *time.Timer
+			if o.Rate > 0 {
+				pace = time.NewTimer(time.Hour)
+				defer pace.Stop()
+			}
 			defer func() {
 				mu.Lock()
 				for k, v := range local {
 					res.Counts[k] += v
 				}
+				res.Latencies = append(res.Latencies, lats...)
 				if res.FirstError == "" {
 					res.FirstError = firstErr
 				}
@@ -271,9 +310,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				if i >= planned {
 					return
 				}
+				if pace != nil {
+					due := res.Started.Add(time.Duration(float64(i) / o.Rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						pace.Reset(wait)
+						select {
+						case <-pace.C:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
 				path := cycle[i%len(cycle)]
 				req.SetRequestURI(base + path)
 				k := Key{Path: path}
+				sent := time.Now()
 				if err := client.DoTimeout(req, resp, o.RequestTimeout); err != nil {
 					errs.Add(1)
 					if firstErr == "" {
@@ -281,6 +332,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					}
 				} else {
 					k.Status = resp.StatusCode()
+					if o.Latencies {
+						lats = append(lats, time.Since(sent))
+					}
 				}
 				local[k]++
 				done.Add(1)
@@ -307,6 +361,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Elapsed = time.Since(res.Started)
+	slices.Sort(res.Latencies)
 	res.Sent = int(done.Load())
 	res.Errors = int(errs.Load())
 	if o.Progress != nil {

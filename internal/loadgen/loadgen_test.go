@@ -64,6 +64,8 @@ func TestValidate(t *testing.T) {
 		"too concurrent":  func(o *Options) { o.Concurrency = MaxConcurrency + 1 },
 		"negative wait":   func(o *Options) { o.RequestTimeout = -1 },
 		"negative amount": func(o *Options) { o.Requests = -1 },
+		"negative rate":   func(o *Options) { o.Rate = -1 },
+		"rate too high":   func(o *Options) { o.Rate = MaxRate + 1 },
 	}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid options: %v", err)
@@ -177,5 +179,35 @@ func TestRunDurationStops(t *testing.T) {
 	}
 	if res.Errors != 0 || res.Counts[Key{"/ok", 200}] != res.Sent {
 		t.Errorf("result %+v: every request sent must be counted as answered", res)
+	}
+}
+
+// TestRunRate: a paced run takes as long as its schedule says (request i not
+// before i/Rate), however fast the server answers, and keeps latencies.
+func TestRunRate(t *testing.T) {
+	url, served := server(t)
+	const n, rate = 60, 200.0 // the last request is due after 295ms
+	res, err := Run(context.Background(), Options{URL: url, Mix: Mix{{"/ok", 1}}, Requests: n, Concurrency: 4,
+		Rate: rate, Latencies: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if least := time.Duration(float64(n-1) / rate * float64(time.Second)); res.Elapsed < least || res.Elapsed > 5*time.Second {
+		t.Errorf("%d requests at %g/s took %s, want at least %s", n, rate, res.Elapsed, least)
+	}
+	if res.Sent != n || served()["/ok"] != n {
+		t.Errorf("sent %d, served %d, want %d", res.Sent, served()["/ok"], n)
+	}
+	if len(res.Latencies) != n || !slices.IsSorted(res.Latencies) || res.Latencies[0] <= 0 {
+		t.Fatalf("%d latencies, want %d sorted and positive", len(res.Latencies), n)
+	}
+	if p50, p99 := res.Percentile(0.5), res.Percentile(0.99); p50 != res.Latencies[29] || p99 != res.Latencies[59] {
+		t.Errorf("p50 %s, p99 %s: want the 30th and the 60th of %v", p50, p99, res.Latencies)
+	}
+}
+
+func TestPercentileEmpty(t *testing.T) {
+	if got := (&Result{}).Percentile(0.5); got != 0 {
+		t.Errorf("Percentile without latencies = %s, want 0", got)
 	}
 }
