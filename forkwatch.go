@@ -60,8 +60,8 @@ type App struct {
 	Stdout, Stderr io.Writer
 }
 
-// Main runs app and returns the exit code: 0 after a clean stop (or -h), 1
-// when serving failed, 2 for a bad flag or environment value.
+// Main runs app and returns the exit code: 0 after a clean stop (or -h or
+// -version), 1 when serving failed, 2 for a bad flag or environment value.
 func Main(app App) int {
 	if app.Name == "" {
 		app.Name = "app"
@@ -81,6 +81,10 @@ func Main(app App) int {
 	}
 	o, err := parseOptions(&app, o, app.Args, os.Getenv, app.Stdout)
 	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintf(app.Stdout, "%s version %s\n", app.Name, ReadBuildInfo())
 		return 0
 	}
 	if err != nil {
@@ -118,6 +122,8 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	hooks := supervisor.Hooks{}
 	if metrics != nil {
 		defer metrics.Close()
+		bi := ReadBuildInfo()
+		metrics.SetBuildInfo(bi.Version, bi.GoVersion)
 		hooks.Ready = func(supervisor.Worker) {
 			live++
 			metrics.WorkersLive(live)

@@ -117,6 +117,13 @@ func envName(flagName string) string {
 // errHelp is returned when -h was asked for; usage has been printed.
 var errHelp = flag.ErrHelp
 
+// errVersion is returned when -version was asked for.
+var errVersion = errors.New("version requested")
+
+// versionFlag is the one flag that is not a setting: it has no Options
+// field and no environment variable.
+const versionFlag = "version"
+
 // flags binds o's fields to a flag set; the fields' values are the defaults.
 func (o *Options) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -161,12 +168,16 @@ func parseOptions(app *App, o Options, args []string, getenv func(string) string
 	if envErr != nil {
 		return o, envErr
 	}
+	version := fs.Bool(versionFlag, false, "print the version and the Go version, then exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(app, fs, usageOut)
 			return o, errHelp
 		}
 		return o, err
+	}
+	if *version {
+		return o, errVersion
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -268,6 +279,10 @@ Flags (each also from the environment variable shown):
 `)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, help := flag.UnquoteUsage(f)
+		if f.Name == versionFlag {
+			fmt.Fprintf(w, "  -%s\n    \t%s\n", f.Name, help)
+			return
+		}
 		fmt.Fprintf(w, "  -%s %s\n    \t%s (default %q, env %s)\n", f.Name, name, help, f.DefValue, envName(f.Name))
 	})
 }
