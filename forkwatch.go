@@ -140,7 +140,10 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	}
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
-	stopAdmin, err := serveAdmin(o.AdminAddr, l, log)
+	p := newPool(o.Workers)
+	var poolHooks supervisor.PoolHooks
+	hooks, poolHooks = p.hooks(hooks, poolHooks)
+	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
 	if err != nil {
 		return err
 	}
@@ -166,6 +169,7 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 		Stderr:        app.Stderr,
 		Logger:        log,
 		Hooks:         hooks,
+		Pool:          poolHooks,
 	})
 	if err != nil {
 		return err

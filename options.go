@@ -63,7 +63,7 @@ type Options struct {
 	// worker's MaxRequests.
 	MaxRequestsJitter uint64
 	// AdminAddr (-admin-addr) is the loopback address of the supervisor's
-	// admin endpoint; empty: off.
+	// admin endpoint (/healthz, /audit, /debug/pprof/); empty: off.
 	AdminAddr string
 
 	// ReadTimeout (-read-timeout) bounds reading one request.
@@ -149,7 +149,7 @@ func (o *Options) flags(name string) *flag.FlagSet {
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", o.MaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&o.MaxConns, "max-conns", o.MaxConns, "most connections one worker serves at once")
 	fs.DurationVar(&o.Linger, "linger", o.Linger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
-	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /audit); empty: off")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /healthz, /audit, /debug/pprof/); empty: off")
 	return fs
 }
 

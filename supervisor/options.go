@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -61,7 +62,7 @@ type Hooks struct {
 }
 
 // Options configure a Supervisor. The zero value of each field is usable
-// except Addr.
+// except Addr, which is needed unless Listener is set.
 type Options struct {
 	// Addr is the TCP address every worker serves, e.g. "127.0.0.1:5000".
 	Addr string
@@ -109,6 +110,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Hooks observe lifecycle events.
 	Hooks Hooks
+
+	// Listener, if set, is an already-bound listening TCP socket to serve
+	// instead of binding Addr (systemd socket activation: see Listeners).
+	// The supervisor takes it over and closes it when Run returns. Not with
+	// ReusePort.
+	Listener *os.File
+	// Pool observe the pool as a whole.
+	Pool PoolHooks
 }
 
 // ErrNoAddr is returned by Validate when Options.Addr is empty.
@@ -117,8 +126,10 @@ var ErrNoAddr = errors.New("supervisor: no listen address")
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
 	switch {
-	case o.Addr == "":
+	case o.Addr == "" && o.Listener == nil:
 		return ErrNoAddr
+	case o.Listener != nil && o.ReusePort:
+		return errors.New("supervisor: an inherited Listener cannot be used with ReusePort")
 	case o.Workers < 0:
 		return fmt.Errorf("supervisor: workers %d: must be at least 1", o.Workers)
 	case o.ReadyTimeout < 0, o.StopTimeout < 0, o.BackoffMin < 0, o.BackoffMax < 0:

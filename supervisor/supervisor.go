@@ -34,6 +34,7 @@ type Supervisor struct {
 	reload    []int // slot ids still to replace in the current reload
 	stopping  bool
 	bound     chan string
+	serving   bool // PoolHooks.Serving was called
 }
 
 type slot struct {
@@ -189,6 +190,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 func (s *Supervisor) bind() error {
+	if s.opts.Listener != nil {
+		return s.inherit()
+	}
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("supervisor: listen %s: %w", s.opts.Addr, err)
@@ -257,6 +261,7 @@ func (s *Supervisor) shutdown(why string) {
 	}
 	s.stopping = true
 	s.reload = nil
+	s.stoppingHook()
 	s.opts.Logger.Info("stopping workers", "why", why, "workers", len(s.procs), "grace", s.opts.StopTimeout)
 	for p := range s.procs {
 		s.stop(p, ReasonShutdown)
@@ -407,6 +412,7 @@ func (s *Supervisor) ready(p *proc) {
 	if h := s.opts.Hooks.Ready; h != nil {
 		h(Worker{ID: sl.id, PID: p.pid})
 	}
+	defer s.servingCheck()
 	if s.stopping || p.stopReason != "" {
 		s.stop(p, ReasonShutdown)
 		return
@@ -468,6 +474,7 @@ func (s *Supervisor) exited(p *proc, err error) error {
 			log.Error("reload aborted: new worker failed to start; old workers keep serving",
 				"worker", sl.id, "pid", p.pid, "err", p.fatalOr(err))
 			s.reload = nil
+			s.reloaded(fmt.Errorf("%w: worker %d: %s", ErrReloadAborted, sl.id, p.fatalOr(err)))
 		}
 	case sl.cur == p:
 		sl.cur = nil
@@ -540,6 +547,7 @@ func (s *Supervisor) killAll() {
 // check runs the deadlines: respawns, start-up timeouts, hangs, stragglers.
 func (s *Supervisor) check(now time.Time) error {
 	log := s.opts.Logger
+	s.alive(now)
 	if !s.stopping {
 		s.respawnDue(now)
 	}
@@ -617,6 +625,7 @@ func (s *Supervisor) startReload() {
 		return
 	}
 	s.opts.Logger.Info("reloading workers", "workers", len(s.slots), "path", s.opts.Path)
+	s.reloading()
 	for _, sl := range s.slots {
 		s.reload = append(s.reload, sl.id)
 	}
@@ -640,10 +649,12 @@ func (s *Supervisor) nextReload() {
 		if err := s.spawn(sl, ReasonReload); err != nil {
 			s.opts.Logger.Error("reload aborted", "worker", sl.id, "err", err)
 			s.reload = nil
+			s.reloaded(fmt.Errorf("%w: %w", ErrReloadAborted, err))
 		}
 		return
 	}
 	s.opts.Logger.Info("reload done")
+	s.reloaded(nil)
 }
 
 func (s *Supervisor) slotByID(id int) *slot {
@@ -681,6 +692,7 @@ func (s *Supervisor) scale(delta int) {
 	if delta < 0 {
 		s.opts.Logger.Warn("not removing the last worker")
 	}
+	s.scaled()
 }
 
 // ErrBoot wraps the error Run returns when no worker ever became ready.
