@@ -114,6 +114,18 @@ func newMetrics(o *Options, log *slog.Logger) (*statsd.Client, error) {
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
 func supervise(app *App, o *Options, log *slog.Logger) error {
+	if o.PIDFile != "" {
+		pid := os.Getpid()
+		if err := writePIDFile(o.PIDFile, pid); err != nil {
+			return err
+		}
+		log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
+		defer func() {
+			if _, err := removePIDFile(o.PIDFile, pid); err != nil {
+				log.Warn("remove pidfile", "err", err)
+			}
+		}()
+	}
 	metrics, err := newMetrics(o, log)
 	if err != nil {
 		return err

@@ -62,6 +62,10 @@ type Options struct {
 	// MaxRequestsJitter (-max-requests-jitter) adds a random 0..N to each
 	// worker's MaxRequests.
 	MaxRequestsJitter uint64
+	// PIDFile (-pidfile) is where the supervisor writes its process ID at
+	// start (atomically: a temporary file renamed), removed when it exits
+	// if it still holds that ID; empty: none.
+	PIDFile string
 	// AdminAddr (-admin-addr) is the loopback address of the supervisor's
 	// admin endpoint (/healthz, /audit, /debug/pprof/); empty: off.
 	AdminAddr string
@@ -149,6 +153,7 @@ func (o *Options) flags(name string) *flag.FlagSet {
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", o.MaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&o.MaxConns, "max-conns", o.MaxConns, "most connections one worker serves at once")
 	fs.DurationVar(&o.Linger, "linger", o.Linger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
+	fs.StringVar(&o.PIDFile, "pidfile", o.PIDFile, "write the supervisor's process ID to `file` at start (atomically), remove it at exit; empty: none")
 	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /healthz, /audit, /debug/pprof/); empty: off")
 	return fs
 }
