@@ -114,6 +114,13 @@ func newMetrics(o *Options, log *slog.Logger) (*statsd.Client, error) {
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
 func supervise(app *App, o *Options, log *slog.Logger) error {
+	// Before anything starts a process: both clear their environment
+	// variables, which the workers would otherwise inherit.
+	inherited, err := activatedListener(log)
+	if err != nil {
+		return err
+	}
+	notify := supervisor.NewNotifier()
 	if o.PIDFile != "" {
 		pid := os.Getpid()
 		if err := writePIDFile(o.PIDFile, pid); err != nil {
@@ -153,7 +160,7 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
 	p := newPool(o.Workers)
-	var poolHooks supervisor.PoolHooks
+	poolHooks := notifyHooks(notify, log)
 	hooks, poolHooks = p.hooks(hooks, poolHooks)
 	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
 	if err != nil {
@@ -182,6 +189,7 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 		Logger:        log,
 		Hooks:         hooks,
 		Pool:          poolHooks,
+		Listener:      inherited,
 	})
 	if err != nil {
 		return err
