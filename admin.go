@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/forkwatch/forkwatch/internal/ledger"
@@ -53,9 +55,71 @@ func checkAdminAddr(a string) error {
 	return nil
 }
 
-// serveAdmin serves the ledger on addr ("" = off) until the returned stop
-// is called.
-func serveAdmin(addr string, l *ledger.Ledger, log *slog.Logger) (stop func(), err error) {
+// Admin endpoint paths besides ledger.Path.
+const (
+	// HealthPath answers 200 while at least one worker is ready and the
+	// supervisor's event loop is alive, else 503; the body is one line of
+	// JSON, {"ready":N,"configured":M}.
+	HealthPath = "/healthz"
+	// PprofPath serves the supervisor's own profiles (net/http/pprof); the
+	// workers are other processes.
+	PprofPath = "/debug/pprof/"
+	// healthStale is how old the event loop's last heartbeat (about every
+	// 25ms) may be before /healthz calls the supervisor stuck.
+	healthStale = 3 * time.Second
+)
+
+// adminHandler serves the admin endpoint: the ledger, /healthz and pprof,
+// to requests whose Host is a loopback name only (see loopbackHost).
+func adminHandler(l *ledger.Ledger, p *pool, now func() time.Time) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+ledger.Path, l.Handler())
+	mux.HandleFunc("GET "+HealthPath, func(w http.ResponseWriter, _ *http.Request) {
+		s := p.state()
+		code := http.StatusOK
+		if s.Ready < 1 || s.Beat.IsZero() || now().Sub(s.Beat) > healthStale {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "{\"ready\":%d,\"configured\":%d}\n", s.Ready, s.Configured)
+	})
+	// On this mux, not http.DefaultServeMux (which importing net/http/pprof
+	// also fills, but nothing here serves).
+	mux.HandleFunc(PprofPath, pprof.Index)
+	mux.HandleFunc(PprofPath+"cmdline", pprof.Cmdline)
+	mux.HandleFunc(PprofPath+"profile", pprof.Profile)
+	mux.HandleFunc(PprofPath+"symbol", pprof.Symbol)
+	mux.HandleFunc(PprofPath+"trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			http.Error(w, "forbidden: the admin endpoint answers only requests for a loopback host", http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback
+// (localhost, 127.0.0.0/8, ::1, with or without a port). The endpoint
+// listens on loopback only, but a web page could still reach it through a
+// DNS name rebound to 127.0.0.1 (DNS rebinding); such a request carries the
+// attacker's name in Host and is refused.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serveAdmin serves h on addr ("" = off) until the returned stop is called.
+func serveAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -63,13 +127,14 @@ func serveAdmin(addr string, l *ledger.Ledger, log *slog.Logger) (stop func(), e
 	if err != nil {
 		return nil, fmt.Errorf("admin endpoint: %w", err)
 	}
-	srv := &http.Server{Handler: l.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin endpoint failed", "err", err)
 		}
 	}()
-	log.Info("admin endpoint", "url", "http://"+ln.Addr().String()+ledger.Path)
+	base := "http://" + ln.Addr().String()
+	log.Info("admin endpoint", "audit", base+ledger.Path, "health", base+HealthPath, "pprof", base+PprofPath)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -61,8 +61,8 @@ type App struct {
 	Stdout, Stderr io.Writer
 }
 
-// Main runs app and returns the exit code: 0 after a clean stop (or -h), 1
-// when serving failed, 2 for a bad flag or environment value.
+// Main runs app and returns the exit code: 0 after a clean stop (or -h or
+// -version), 1 when serving failed, 2 for a bad flag or environment value.
 func Main(app App) int {
 	if app.Name == "" {
 		app.Name = "app"
@@ -85,6 +85,10 @@ func Main(app App) int {
 		o.Grace = supervisor.DefaultGrace // what the supervisor takes 0 to mean
 	}
 	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintf(app.Stdout, "%s version %s\n", app.Name, ReadBuildInfo())
 		return 0
 	}
 	if err != nil {
@@ -175,6 +179,25 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
 func supervise(app *App, o *Options, log *slog.Logger) error {
+	// Before anything starts a process: both clear their environment
+	// variables, which the workers would otherwise inherit.
+	inherited, err := activatedListener(log)
+	if err != nil {
+		return err
+	}
+	notify := supervisor.NewNotifier()
+	if o.PIDFile != "" {
+		pid := os.Getpid()
+		if err := writePIDFile(o.PIDFile, pid); err != nil {
+			return err
+		}
+		log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
+		defer func() {
+			if _, err := removePIDFile(o.PIDFile, pid); err != nil {
+				log.Warn("remove pidfile", "err", err)
+			}
+		}()
+	}
 	metrics, err := newMetrics(o, nil, log)
 	if err != nil {
 		return err
@@ -183,6 +206,8 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	hooks := supervisor.Hooks{}
 	if metrics != nil {
 		defer metrics.Close()
+		bi := ReadBuildInfo()
+		metrics.SetBuildInfo(bi.Version, bi.GoVersion)
 		hooks.Ready = func(supervisor.Worker) {
 			live++
 			metrics.WorkersLive(live)
@@ -204,7 +229,10 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	}
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
-	stopAdmin, err := serveAdmin(o.AdminAddr, l, log)
+	p := newPool(o.Workers)
+	poolHooks := notifyHooks(notify, log)
+	hooks, poolHooks = p.hooks(hooks, poolHooks)
+	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
 	if err != nil {
 		return err
 	}
@@ -223,6 +251,8 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 		Stderr:            app.Stderr,
 		Logger:            log,
 		Hooks:             hooks,
+		Pool:              poolHooks,
+		Listener:          inherited,
 	})
 	if err != nil {
 		return err

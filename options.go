@@ -63,8 +63,12 @@ type Options struct {
 	// MaxRequestsJitter (-max-requests-jitter) adds a random 0..N to each
 	// worker's MaxRequests.
 	MaxRequestsJitter uint64
+	// PIDFile (-pidfile) is where the supervisor writes its process ID at
+	// start (atomically: a temporary file renamed), removed when it exits
+	// if it still holds that ID; empty: none.
+	PIDFile string
 	// AdminAddr (-admin-addr) is the loopback address of the supervisor's
-	// admin endpoint; empty: off.
+	// admin endpoint (/healthz, /audit, /debug/pprof/); empty: off.
 	AdminAddr string
 
 	// ReadTimeout (-read-timeout) bounds reading one request.
@@ -118,6 +122,13 @@ func envName(flagName string) string {
 // errHelp is returned when -h was asked for; usage has been printed.
 var errHelp = flag.ErrHelp
 
+// errVersion is returned when -version was asked for.
+var errVersion = errors.New("version requested")
+
+// versionFlag is the one flag that is not a setting: it has no Options
+// field and no environment variable.
+const versionFlag = "version"
+
 // flags binds o's fields to a flag set; the fields' values are the defaults.
 func (o *Options) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -143,7 +154,8 @@ func (o *Options) flags(name string) *flag.FlagSet {
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", o.MaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&o.MaxConns, "max-conns", o.MaxConns, "most connections one worker serves at once")
 	fs.DurationVar(&o.Linger, "linger", o.Linger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
-	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /audit); empty: off")
+	fs.StringVar(&o.PIDFile, "pidfile", o.PIDFile, "write the supervisor's process ID to `file` at start (atomically), remove it at exit; empty: none")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /healthz, /audit, /debug/pprof/); empty: off")
 	return fs
 }
 
@@ -162,12 +174,16 @@ func parseOptions(app *App, o Options, args []string, getenv func(string) string
 	if envErr != nil {
 		return o, envErr
 	}
+	version := fs.Bool(versionFlag, false, "print the version and the Go version, then exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(app, fs, usageOut)
 			return o, errHelp
 		}
 		return o, err
+	}
+	if *version {
+		return o, errVersion
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -263,12 +279,18 @@ func usage(app *App, fs *flag.FlagSet, w io.Writer) {
 	}
 	fmt.Fprintf(w, `Signals to the supervisor: TERM/INT stop gracefully (again, a second or more
 later: at once), HUP reloads the workers one at a time, TTIN adds a worker, TTOU
-removes one.
+removes one. Under systemd (deploy/systemd) a socket passed by socket activation
+(LISTEN_FDS) is served instead of -listen, and with NOTIFY_SOCKET the supervisor
+reports READY=1, RELOADING=1 and STOPPING=1. See docs/operations.md.
 
 Flags (each also from the environment variable shown):
 `)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, help := flag.UnquoteUsage(f)
+		if f.Name == versionFlag {
+			fmt.Fprintf(w, "  -%s\n    \t%s\n", f.Name, help)
+			return
+		}
 		fmt.Fprintf(w, "  -%s %s\n    \t%s (default %q, env %s)\n", f.Name, name, help, f.DefValue, envName(f.Name))
 	})
 }

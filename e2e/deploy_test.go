@@ -473,6 +473,14 @@ type k8sContainer struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 	} `yaml:"volumeMounts"`
+	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
+	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
+}
+
+type k8sProbe struct {
+	Exec struct {
+		Command []string `yaml:"command"`
+	} `yaml:"exec"`
 }
 
 type k8sDoc struct {
@@ -557,6 +565,15 @@ func TestKubernetesExample(t *testing.T) {
 	}
 	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].ConfigMap.Name != cm.Metadata.Name {
 		t.Errorf("pod volumes %+v, want the ConfigMap %s", pod.Spec.Volumes, cm.Metadata.Name)
+	}
+	// Both probes ask the admin endpoint's /healthz, from inside the
+	// container (it listens on the pod's loopback).
+	admin := env(app, "FORKWATCH_ADMIN_ADDR")
+	wantProbe := []string{"/webapp", "healthz", "-admin", "http://" + admin}
+	for name, p := range map[string]k8sProbe{"readiness": app.ReadinessProbe, "liveness": app.LivenessProbe} {
+		if admin == "" || !slices.Equal(p.Exec.Command, wantProbe) {
+			t.Errorf("webapp %s probe %q, want %q (FORKWATCH_ADMIN_ADDR %q)", name, p.Exec.Command, wantProbe, admin)
+		}
 	}
 	if got, want := env(app, "FORKWATCH_WORKERS"), configuredWorkers(t); got != want {
 		t.Errorf("webapp FORKWATCH_WORKERS = %q, but rules.yml configures %s workers", got, want)

@@ -97,7 +97,8 @@ type Hooks struct {
 }
 
 // Options configure a Supervisor. The zero value of each field is usable
-// except Addr. Durations must not be negative.
+// except Addr, which is needed unless Listener is set. Durations must not
+// be negative.
 type Options struct {
 	// Addr is the TCP address every worker serves, e.g. "127.0.0.1:5000".
 	Addr string
@@ -150,6 +151,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Hooks observe lifecycle events.
 	Hooks Hooks
+
+	// Listener, if set, is an already-bound listening TCP socket to serve
+	// instead of binding Addr (systemd socket activation: see Listeners).
+	// The supervisor takes it over and closes it when Run returns. Not with
+	// ReusePort.
+	Listener *os.File
+	// Pool observe the pool as a whole.
+	Pool PoolHooks
 }
 
 // ErrNoAddr is returned by Validate when Options.Addr is empty.
@@ -157,8 +166,11 @@ var ErrNoAddr = errors.New("supervisor: no listen address")
 
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
-	if o.Addr == "" {
+	if o.Addr == "" && o.Listener == nil {
 		return ErrNoAddr
+	}
+	if o.Listener != nil && o.ReusePort {
+		return errors.New("supervisor: an inherited Listener cannot be used with ReusePort")
 	}
 	if o.Workers < 0 {
 		return fmt.Errorf("supervisor: workers %d: must not be negative (0: %d)", o.Workers, DefaultWorkers)

@@ -41,6 +41,7 @@ type Supervisor struct {
 	stopping  bool
 	stopBegan time.Time // when stopping began, to merge close stop signals
 	bound     chan string
+	serving   bool // PoolHooks.Serving was called
 }
 
 type slot struct {
@@ -215,6 +216,9 @@ func (s *Supervisor) closeListener() {
 }
 
 func (s *Supervisor) bind() error {
+	if s.opts.Listener != nil {
+		return s.inherit()
+	}
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("supervisor: listen %s: %w", s.opts.Addr, err)
@@ -293,6 +297,7 @@ func (s *Supervisor) shutdown(why string) {
 	// New connections get a refusal rather than a queue no worker serves:
 	// the workers close their copies as they stop.
 	s.closeListener()
+	s.stoppingHook()
 	s.opts.Logger.Info("stopping workers", "why", why, "workers", len(s.procs),
 		"grace", s.opts.Grace, "kill_after", s.opts.Grace+KillMargin)
 	for p := range s.procs {
@@ -509,6 +514,7 @@ func (s *Supervisor) ready(p *proc) {
 	if h := s.opts.Hooks.Ready; h != nil {
 		h(Worker{ID: sl.id, PID: p.pid})
 	}
+	defer s.servingCheck()
 	if s.stopping || p.stopReason != "" {
 		s.stop(p, ReasonShutdown)
 		return
@@ -573,6 +579,7 @@ func (s *Supervisor) exited(p *proc, err error) error {
 			log.Error("reload aborted: new worker failed to start; old workers keep serving",
 				"worker", sl.id, "pid", p.pid, "err", p.fatalOr(err))
 			s.endReload()
+			s.reloaded(fmt.Errorf("%w: worker %d: %s", ErrReloadAborted, sl.id, p.fatalOr(err)))
 		}
 	case sl.cur == p:
 		sl.cur = nil
@@ -645,6 +652,7 @@ func (s *Supervisor) killAll() {
 // check runs the deadlines: respawns, start-up timeouts, hangs, stragglers.
 func (s *Supervisor) check(now time.Time) error {
 	log := s.opts.Logger
+	s.alive(now)
 	if !s.stopping {
 		s.respawnDue(now)
 	}
@@ -746,6 +754,7 @@ func (s *Supervisor) startReload() {
 	}
 	s.opts.Logger.Info("reloading workers", "workers", len(s.slots), "path", s.opts.Path)
 	s.reloading = true
+	s.reloadStarted()
 	for _, sl := range s.slots {
 		s.reload = append(s.reload, sl.id)
 	}
@@ -779,11 +788,13 @@ func (s *Supervisor) nextReload() {
 		if err := s.spawn(sl, ReasonReload); err != nil {
 			s.opts.Logger.Error("reload aborted: old workers keep serving", "worker", sl.id, "err", err)
 			s.endReload()
+			s.reloaded(fmt.Errorf("%w: %w", ErrReloadAborted, err))
 		}
 		return
 	}
 	s.opts.Logger.Info("reload done")
 	s.endReload()
+	s.reloaded(nil)
 }
 
 func (s *Supervisor) slotByID(id int) *slot {
@@ -820,6 +831,7 @@ func (s *Supervisor) scale(delta int) {
 	if delta < 0 {
 		s.opts.Logger.Warn("not removing the last worker")
 	}
+	s.scaled()
 }
 
 // ErrBoot wraps the error Run returns when no worker ever became ready.

@@ -6,6 +6,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -23,6 +25,8 @@ Usage:
   webapp load [flags]      send a bounded load and record it (webapp load -h)
   webapp verify [flags]    compare the last load with Prometheus (webapp verify -h)
   webapp audit [flags]     compare what the workers served with what Prometheus saw (webapp audit -h)
+  webapp healthz [flags]   ask the admin endpoint whether the server is healthy (a probe; webapp healthz -h)
+  webapp version           print the version and the Go version (also: webapp -version)
 
 Routes: GET /test/ -> 200 "rest"; /test1/ -> 500 "runtime error: integer divide by zero";
 /test and /test1 -> 301 to the slash form; anything else -> 404.
@@ -42,9 +46,19 @@ func run(args []string) int {
 			return runVerify(args[1:], os.Stdout, os.Stderr)
 		case "audit":
 			return runAudit(args[1:])
+		case "healthz":
+			return runHealthz(args[1:], os.Stdout, os.Stderr)
+		case "version":
+			return runVersion(os.Stdout)
 		}
 	}
 	return forkwatch.Main(forkwatch.App{Name: "webapp", About: about, Routes: routes, Args: args})
+}
+
+// runVersion prints what -version prints.
+func runVersion(w io.Writer) int {
+	fmt.Fprintf(w, "webapp version %s\n", forkwatch.ReadBuildInfo())
+	return 0
 }
 
 // routes are the Flask demo's routes.

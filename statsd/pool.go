@@ -1,0 +1,24 @@
+package statsd
+
+// The supervisor's gauges beyond Workers. Each is sent with the same tag
+// keys every time (see the names in statsd.go), and re-sent every report
+// interval, so an exporter that restarted has them again within seconds;
+// mapping.yml gives them a ttl, so a dead supervisor's values disappear.
+const (
+	// BuildInfo is always 1; tags app_name, version, goversion say which
+	// build the supervisor runs.
+	BuildInfo = "forkwatch_build_info"
+)
+
+// SetBuildInfo sets the build-info gauge (value 1) for version and
+// goVersion.
+func (c *Client) SetBuildInfo(version, goVersion string) {
+	c.gauge(BuildInfo, 1, "version:"+SanitizeTagValue(version), "goversion:"+SanitizeTagValue(goVersion))
+}
+
+// gauge sets name to v with the app_name tag and then tags.
+func (c *Client) gauge(name string, v float64, tags ...string) {
+	if client := c.dd.Load(); client != nil {
+		_ = client.Gauge(name, v, append([]string{c.appTag}, tags...), 1)
+	}
+}

@@ -1,0 +1,46 @@
+package statsd
+
+import (
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPoolGaugeTags: the supervisor's gauges go out as gauges with exactly
+// their contract's tag keys.
+func TestPoolGaugeTags(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := New(Config{Addr: conn.LocalAddr().String(), FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetBuildInfo("v1.2.0+dirty", "go1.26.8")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		BuildInfo: "forkwatch_build_info:1|g|#app_name:webapp,version:v1.2.0+dirty,goversion:go1.26.8",
+	}
+	lines := readLines(t, conn, len(want))
+	got := map[string]string{}
+	for _, l := range lines {
+		name, _, _ := strings.Cut(l, ":")
+		got[name] = l
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if got[n] != want[n] {
+			t.Errorf("%s: sent %q, want %q", n, got[n], want[n])
+		}
+	}
+}
