@@ -240,7 +240,7 @@ func checkLabels(t *testing.T, series []stacktest.Series) {
 // own, nothing else.
 func checkFamilies(t *testing.T, fams map[string]*dto.MetricFamily) {
 	t.Helper()
-	ours := set("request_count", "request_latency_seconds", "forkwatch_workers", "forkwatch_worker_restarts_total")
+	ours := set("request_count", "request_latency_seconds", "forkwatch_workers", "forkwatch_worker_restarts_total", "forkwatch_build_info")
 	for name := range fams {
 		if !ours[name] && !exporterOwn(name) {
 			t.Errorf("exporter exposes %s, which forkwatch does not send", name)

@@ -255,9 +255,9 @@ func (c *Client) send(client *dd.Client, seg *Segment, final bool) (Remainder, e
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	p := seg.take(final)
-	if len(p.counts) == 0 && len(p.samples) == 0 && p.upto == atomic.LoadUint64(&seg.words[hSent]) {
-		return Remainder{}, nil
-	}
+	// Flush even with nothing from the segment: gauges and counters sent
+	// directly (the supervisor's pool metrics) wait in datadog-go's
+	// aggregator for it.
 	var r Remainder
 	errs := c.errs.Load()
 	for _, d := range p.counts {
