@@ -115,6 +115,10 @@ func newMetrics(o *Options, seg *statsd.Segment, log *slog.Logger) (*statsd.Clie
 	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Segment: seg, Logger: log})
 }
 
+// remainderTries is how many times, a second apart, the supervisor tries
+// to send what a dead worker left before it gives up (the exporter is down).
+const remainderTries = 30
+
 // withSegments gives every worker a statsd.Segment (shared memory for its
 // not-yet-sent metrics, passed like the listening socket) and, when a
 // worker has exited and been reaped, sends what it left there: nothing
@@ -133,7 +137,7 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 				return nil, err
 			}
 		}
-		seg, err := statsd.NewSegment()
+		seg, err := statsd.NewSegment(statsd.SegmentOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -159,14 +163,26 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 			sending.Add(1)
 			go func() {
 				defer sending.Done()
-				r, err := metrics.SendRemainder(seg)
-				switch {
-				case err != nil:
-					log.Warn("metrics a worker left unsent could not be sent", "worker", w.ID, "pid", w.PID, "err", err)
-				case r.Counts > 0 || r.Samples > 0:
-					log.Info("sent the metrics a worker left unsent", "worker", w.ID, "pid", w.PID, "counts", r.Counts, "samples", r.Samples)
+				defer seg.Close()
+				// The exporter may be restarting: a few tries, then what
+				// is left is counted as lost in the log.
+				for try := 1; ; try++ {
+					r, err := metrics.SendRemainder(seg)
+					if r.Requests() > 0 || r.Samples > 0 || r.Unwritten > 0 {
+						log.Info("sent the metrics a worker left unsent", "worker", w.ID, "pid", w.PID,
+							"requests", r.Requests(), "samples", r.Samples, "unwritten", r.Unwritten)
+					}
+					if err == nil {
+						return
+					}
+					if try == remainderTries {
+						t := seg.Totals()
+						log.Error("metrics a worker left unsent are lost", "worker", w.ID, "pid", w.PID, "err", err,
+							"dropped_samples", t.DroppedSamples)
+						return
+					}
+					time.Sleep(time.Second)
 				}
-				_ = seg.Close()
 			}()
 		}
 		if exit != nil {
@@ -361,9 +377,12 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	}
 	_ = report() // the final count, for the supervisor's exit log
 	if metrics != nil {
+		// What the final flush could not send stays in the segment: the
+		// supervisor sends it once this process has exited.
 		if err := metrics.Close(); err != nil {
-			log.Warn("flush metrics", "err", err)
+			log.Warn("final metrics flush incomplete; the supervisor sends the rest", "err", err)
 		}
+		_ = seg.Close()
 	}
 	return nil
 }

@@ -1,5 +1,11 @@
 package statsd
 
+import (
+	"strings"
+
+	dd "github.com/DataDog/datadog-go/v5/statsd"
+)
+
 // The supervisor's gauges beyond Workers. Each is sent with the same tag
 // keys every time (see the names in statsd.go), and re-sent every report
 // interval, so an exporter that restarted has them again within seconds;
@@ -16,9 +22,29 @@ func (c *Client) SetBuildInfo(version, goVersion string) {
 	c.gauge(BuildInfo, 1, "version:"+SanitizeTagValue(version), "goversion:"+SanitizeTagValue(goVersion))
 }
 
-// gauge sets name to v with the app_name tag and then tags.
+// gaugeValue is a gauge's latest value and full tag list.
+type gaugeValue struct {
+	name string
+	v    float64
+	tags []string
+}
+
+// gauge sets name to v with the app_name tag and then tags. The flush
+// goroutine sends every gauge's latest value at each flush, so an exporter
+// that restarted has them again within a flush interval; it never blocks.
 func (c *Client) gauge(name string, v float64, tags ...string) {
-	if client := c.dd.Load(); client != nil {
-		_ = client.Gauge(name, v, append([]string{c.appTag}, tags...), 1)
+	key := name + "\x00" + strings.Join(tags, ",")
+	c.gaugeMu.Lock()
+	c.gauges[key] = gaugeValue{name: name, v: v, tags: append([]string{c.appTag}, tags...)}
+	c.gaugeMu.Unlock()
+}
+
+// sendGauges hands every gauge to datadog-go; called with sendMu held.
+func (c *Client) sendGauges(client *dd.Client) bool {
+	c.gaugeMu.Lock()
+	defer c.gaugeMu.Unlock()
+	for _, g := range c.gauges {
+		_ = client.Gauge(g.name, g.v, g.tags, 1)
 	}
+	return len(c.gauges) > 0
 }

@@ -1,11 +1,3 @@
-// Package statsd sends forkwatch's metrics as DogStatsD lines with the
-// datadog-go v5 client, set up so that the counts a statsd_exporter adds up
-// are exact, and owns the metric names and tag keys (the contract that
-// PromQL queries rely on).
-//
-// Each process (every worker and the supervisor) has its own Client. A
-// Client never blocks or fails the caller: if the address does not resolve
-// it retries in the background, and send errors are logged once.
 package statsd
 
 import (
@@ -13,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,38 +39,68 @@ const (
 	DefaultAddr    = "127.0.0.1:9125"
 	DefaultAppName = "webapp"
 	// DefaultFlushInterval is how long counts and histogram samples wait in
-	// the client's aggregator. Short, so a worker that dies takes at most
-	// this much unsent data with it; long enough that a busy worker sends
-	// one packet per context per interval instead of one per request.
+	// the segment. Short, so the exporter is current; long enough that a
+	// busy worker sends one packet per context per interval instead of one
+	// per request. (A worker that dies loses nothing: the supervisor sends
+	// its segment's remainder.)
 	DefaultFlushInterval = 200 * time.Millisecond
+	// DefaultCloseTimeout bounds Close: a worker's exit must not wait on a
+	// dead exporter.
+	DefaultCloseTimeout = time.Second
+	// DefaultResolveInterval is how often a host name is resolved again.
+	DefaultResolveInterval = 10 * time.Second
 	// maxPayload is the largest datagram the client sends (see connect).
 	maxPayload = 8192
 	// bufferPool is how many payload buffers the client keeps (see connect).
 	bufferPool = 32
 	// selfFlushed is the datadog client's own aggregation interval: never,
-	// in practice, since flushLoop flushes it.
+	// in practice, since the flush goroutine flushes it.
 	selfFlushed = 24 * time.Hour
 	// retryEvery is how often an address that did not resolve is retried.
 	retryEvery = 2 * time.Second
+	// resolveTimeout bounds one resolution (in the flush goroutine).
+	resolveTimeout = time.Second
+	// connectTimeout is datadog-go's; see newDD.
+	connectTimeout = 200 * time.Millisecond
+	// errorLogEvery rate-limits the send error log lines.
+	errorLogEvery = 10 * time.Second
+	// maxCachedKeys bounds Record's lookup map of raw (unsanitised) keys;
+	// beyond it a key takes the slow path (a mutex and a scan).
+	maxCachedKeys = 4 * DefaultSegmentSeries
+	// chunkBytes is the estimated size at which sendPending flushes: under
+	// maxPayload, so that a chunk is one datagram.
+	chunkBytes = maxPayload * 3 / 4
+	// sampleBytes bounds one latency value in a line: ":" and up to 12
+	// characters (seconds with six decimals, below 10^6 s; longer values
+	// are rare and the quarter of maxPayload left over absorbs them).
+	sampleBytes = 13
 )
 
-// Config configures a Client.
+// Config configures a Client. The zero value works.
 type Config struct {
 	// Addr is host:port for UDP, or unixgram:///path for a Unix datagram
-	// socket. Default DefaultAddr.
+	// socket. Default DefaultAddr. A host name is resolved every
+	// ResolveInterval, so an exporter recreated with a new address is
+	// followed.
 	Addr string
 	// AppName is the app_name tag value. Default DefaultAppName.
 	AppName string
-	// FlushInterval is the client-side aggregation interval. Default
-	// DefaultFlushInterval.
+	// FlushInterval is how often the flush goroutine sends what was
+	// recorded. Default DefaultFlushInterval.
 	FlushInterval time.Duration
-	// Logger receives send errors (at most one line per errorLogEvery) and
-	// resolution failures.
-	Logger *slog.Logger
-	// Segment, if set, is the shared memory the worker's not-yet-sent
-	// metrics live in, so that they outlive the worker (see Segment). Nil:
-	// a private one, freed by Close.
+	// Segment holds what Record records until it is sent: in a worker, the
+	// segment from OpenSegment. Nil: a private segment in this process's
+	// memory (the supervisor's own Client, tests). The Client does not
+	// close it; close it after the Client.
 	Segment *Segment
+	// CloseTimeout bounds Close's final flush. Default DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// ResolveInterval is how often a host name in Addr is resolved again.
+	// Default DefaultResolveInterval; negative: resolve once.
+	ResolveInterval time.Duration
+	// Logger receives send errors (at most one line per errorLogEvery) and
+	// resolution failures. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Validate reports the first field that cannot work.
@@ -82,31 +108,68 @@ func (c *Config) Validate() error {
 	if c.FlushInterval < 0 {
 		return errors.New("statsd: flush interval must not be negative")
 	}
+	if c.CloseTimeout < 0 {
+		return errors.New("statsd: close timeout must not be negative")
+	}
 	if err := checkTagValue(c.AppName); err != nil {
 		return err
 	}
 	return nil
 }
 
-// Client records requests and pool events as DogStatsD metrics.
+// ErrUnsent is wrapped by errors of a flush that sent nothing (the
+// exporter unreachable, a write failed, the time ran out); what it would
+// have sent stays in the segment.
+var ErrUnsent = errors.New("statsd: not sent")
+
+// Client records requests into a Segment and sends them, with the pool
+// events, as DogStatsD metrics from its flush goroutine.
 type Client struct {
-	cfg      Config
-	appTag   string
-	dd       atomic.Pointer[dd.Client]
-	seg      *Segment
-	ownSeg   bool
-	sendMu   sync.Mutex    // one sender at a time: flushes, SendRemainder, overflow
-	flushNow chan struct{} // Record asks for an early flush (ring half full)
-	overflow atomic.Uint64 // records sent past a full series table
-	errMu    sync.Mutex
-	errLast  time.Time
-	errSeen  uint64 // errors at the last log line
-	errs     atomic.Uint64
-	dropped  atomic.Uint64 // records made while no client could be built
-	stop     context.CancelFunc
-	retried  sync.WaitGroup
-	closing  chan struct{} // closed by Close: flushLoop ends
-	flushed  sync.WaitGroup
+	cfg    Config
+	appTag string
+	seg    *Segment
+	early  chan struct{} // Record asks for a flush: ring half full
+
+	// The hot path's series lookup: a copy-on-write map read without a
+	// lock; slotMu serialises its writers (a new series, once each).
+	slots  atomic.Pointer[map[requestKey]int32]
+	slotMu sync.Mutex
+
+	ovMu     sync.Mutex // series beyond the segment's table
+	overflow map[Series]*overflowSeries
+
+	workers      atomic.Int64 // WorkersLive's value
+	workersDirty atomic.Bool
+	gaugeMu      sync.Mutex
+	gauges       map[string]gaugeValue // the pool's gauges, re-sent at every flush
+	restartMu    sync.Mutex
+	restarts     map[string]int64 // reason -> not yet sent
+
+	// sendMu serialises every use of datadog-go: the flush goroutine,
+	// SendRemainder and Close's final flush. Record never takes it.
+	sendMu     sync.Mutex
+	dd         *dd.Client
+	target     string    // the address dd sends to (resolved)
+	resolvedAt time.Time // when target was last resolved
+	nextTry    time.Time // when to try connecting again after a failure
+	tagCache   []*requestTags
+	pend       pending
+	chunkCtx   map[int]bool // latency contexts in the chunk being built
+	dropLogged uint64       // Totals.DroppedSamples at the last log line
+
+	errs    atomic.Uint64 // datadog-go write errors, ever
+	logMu   sync.Mutex
+	logged  time.Time // last rate-limited log line
+	unseen  uint64    // errors since that line
+	lastErr error
+
+	closing   chan struct{}
+	loopDone  chan struct{}
+	closeOnce sync.Once
+
+	// Injected by tests.
+	now    func() time.Time
+	lookup func(ctx context.Context, host string) ([]string, error)
 }
 
 type requestKey struct {
@@ -116,6 +179,11 @@ type requestKey struct {
 
 type requestTags struct{ count, latency []string }
 
+type overflowSeries struct {
+	unsent  int64
+	samples []uint64 // whole microseconds
+}
+
 // envTags are datadog-go's environment variables that add tags or fields to
 // every line (DD_ENV adds env:..., DD_CARDINALITY a card field the exporter
 // cannot parse, ...). They would change the fixed tag keys, so New clears them
@@ -123,9 +191,14 @@ type requestTags struct{ count, latency []string }
 var envTags = []string{"DD_ENV", "DD_SERVICE", "DD_VERSION", "DD_ENTITY_ID", "DD_CARDINALITY",
 	"DATADOG_CARDINALITY", "DD_EXTERNAL_ENV"}
 
-// New builds a Client. It fails only on a bad Config; an address that does
-// not resolve yet is retried in the background.
+// New builds a Client and starts its flush goroutine. It fails only on a
+// bad Config; an address that does not resolve or connect yet is retried by
+// the flush goroutine, and Records wait in the segment meanwhile.
 func New(cfg Config) (*Client, error) {
+	return newClient(cfg, time.Now, net.DefaultResolver.LookupHost)
+}
+
+func newClient(cfg Config, now func() time.Time, lookup func(context.Context, string) ([]string, error)) (*Client, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -134,6 +207,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
+	}
+	if cfg.ResolveInterval == 0 {
+		cfg.ResolveInterval = DefaultResolveInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -144,35 +223,42 @@ func New(cfg Config) (*Client, error) {
 	for _, k := range envTags {
 		os.Unsetenv(k)
 	}
-	c := &Client{cfg: cfg, appTag: "app_name:" + cfg.AppName, closing: make(chan struct{}),
-		seg: cfg.Segment, flushNow: make(chan struct{}, 1)}
+	c := &Client{
+		cfg:      cfg,
+		appTag:   "app_name:" + cfg.AppName,
+		seg:      cfg.Segment,
+		early:    make(chan struct{}, 1),
+		overflow: map[Series]*overflowSeries{},
+		chunkCtx: map[int]bool{},
+		restarts: map[string]int64{},
+		gauges:   map[string]gaugeValue{},
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		now:      now,
+		lookup:   lookup,
+	}
 	if c.seg == nil {
-		seg, err := NewSegment()
-		if err != nil {
-			return nil, err
-		}
-		c.seg, c.ownSeg = seg, true
+		c.seg = newPrivateSegment()
 	}
-	if err := c.connect(); err != nil {
-		cfg.Logger.Warn("metrics address not usable yet; serving without metrics and retrying",
+	c.slots.Store(&map[requestKey]int32{})
+	c.sendMu.Lock()
+	if _, err := c.conn(); err != nil {
+		cfg.Logger.Warn("metrics address not usable yet; recording into the segment and retrying",
 			"addr", cfg.Addr, "err", err, "every", retryEvery)
-		ctx, cancel := context.WithCancel(context.Background())
-		c.stop = cancel
-		c.retried.Add(1)
-		go c.retry(ctx)
 	}
+	c.sendMu.Unlock()
+	go c.loop()
 	return c, nil
 }
 
-func (c *Client) connect() error {
-	client, err := dd.New(c.cfg.Addr,
-		// Counts are summed in the client and histogram samples buffered,
-		// then sent once per FlushInterval: one packet per context instead of
-		// one per request, without the sample rates that
-		// WithMaxSamplesPerContext would send (the exporter turns those into
-		// wrong counts).
-		//
-		// We flush the aggregator ourselves (see flushLoop), so its own
+// ddOptions are the datadog-go settings; target is a resolved address.
+func (c *Client) newDD(target string) (*dd.Client, error) {
+	return dd.New(target,
+		// Counts and samples are handed over once per flush and sent as one
+		// line per series: extended aggregation packs a series' samples
+		// into name:v1:v2:...|h, without the sample rates that
+		// WithMaxSamplesPerContext would send (the exporter turns those
+		// into wrong counts). We flush the aggregator ourselves, so its own
 		// timer is set past any process's lifetime.
 		dd.WithExtendedClientSideAggregation(),
 		dd.WithAggregationInterval(selfFlushed),
@@ -190,8 +276,13 @@ func (c *Client) connect() error {
 		// per interval, so 32 buffers (256 KiB) are plenty; when they run
 		// out the client allocates another, it never drops. The sender
 		// queue (the one place datadog-go drops, and then calls
-		// sendError) keeps its default of 2048.
+		// sendError, so the flush is retried) keeps its default of 2048.
 		dd.WithBufferPoolSize(bufferPool),
+		// On a stale unixgram socket datadog-go redials each packet and
+		// sleeps a quarter of this between "connection refused" attempts
+		// (250 ms by default): shorter keeps a failing flush short, which
+		// matters for Close. Only the flush goroutine waits either way.
+		dd.WithConnectTimeout(connectTimeout),
 		// Origin detection adds a container id field and client telemetry
 		// adds series of its own; neither belongs in the contract.
 		dd.WithoutOriginDetection(),
@@ -199,23 +290,81 @@ func (c *Client) connect() error {
 		dd.WithCardinality(dd.CardinalityNotSet),
 		dd.WithErrorHandler(c.sendError),
 	)
-	if err != nil {
-		return err
-	}
-	c.dd.Store(client)
-	c.flushed.Add(1)
-	go c.flushLoop(client)
-	return nil
 }
 
-// flushLoop sends what the segment holds every FlushInterval, or sooner
-// when Record finds the ring half full. Only it (and SendRemainder and
-// Close, under sendMu) calls datadog-go for request metrics, so Record never
-// waits on the network and datadog-go's Histogram/flush race (v5.9.1 looks
-// up a sample buffer under a read lock, then appends after releasing it: a
-// flush in between lost the sample) cannot happen.
-func (c *Client) flushLoop(client *dd.Client) {
-	defer c.flushed.Done()
+// conn returns the datadog-go client, connecting or re-resolving first when
+// it is time. Called with sendMu held.
+func (c *Client) conn() (*dd.Client, error) {
+	now := c.now()
+	if c.dd != nil && (c.cfg.ResolveInterval < 0 || now.Sub(c.resolvedAt) < c.cfg.ResolveInterval) {
+		return c.dd, nil
+	}
+	if c.dd == nil && now.Before(c.nextTry) {
+		return nil, fmt.Errorf("%w: %s not usable yet", ErrUnsent, c.cfg.Addr)
+	}
+	c.resolvedAt = now
+	target, err := c.resolve()
+	if err != nil {
+		if c.dd != nil {
+			// Keep sending to the last address: a resolver hiccup is no
+			// reason to stop.
+			c.cfg.Logger.Debug("metrics address did not resolve; keeping the last one", "addr", c.cfg.Addr, "err", err)
+			return c.dd, nil
+		}
+		c.nextTry = now.Add(retryEvery)
+		return nil, fmt.Errorf("%w: %w", ErrUnsent, err)
+	}
+	if c.dd != nil && target == c.target {
+		return c.dd, nil
+	}
+	client, err := c.newDD(target)
+	if err != nil {
+		if c.dd != nil {
+			return c.dd, nil
+		}
+		c.nextTry = now.Add(retryEvery)
+		return nil, fmt.Errorf("%w: %w", ErrUnsent, err)
+	}
+	if old := c.dd; old != nil {
+		// Nothing is pending in it: every flush empties it.
+		_ = old.Close()
+		c.cfg.Logger.Info("metrics address changed; sending to the new one", "addr", c.cfg.Addr,
+			"old", c.target, "new", target)
+	}
+	c.dd, c.target = client, target
+	return client, nil
+}
+
+// resolve turns Addr into what datadog-go should dial: a Unix socket as it
+// is, a host name into one of its IPs.
+func (c *Client) resolve() (string, error) {
+	if strings.HasPrefix(c.cfg.Addr, "unix://") || strings.HasPrefix(c.cfg.Addr, "unixgram://") {
+		return c.cfg.Addr, nil
+	}
+	host, port, err := net.SplitHostPort(c.cfg.Addr)
+	if err != nil {
+		return "", fmt.Errorf("statsd: address %q: %w", c.cfg.Addr, err)
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return c.cfg.Addr, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	ips, err := c.lookup(ctx, host)
+	if err != nil {
+		return "", fmt.Errorf("statsd: resolve %s: %w", host, err)
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("statsd: resolve %s: no addresses", host)
+	}
+	// The lowest address, so the choice is stable while the set is.
+	slices.Sort(ips)
+	return net.JoinHostPort(ips[0], port), nil
+}
+
+// loop is the flush goroutine.
+func (c *Client) loop() {
+	defer close(c.loopDone)
 	t := time.NewTicker(c.cfg.FlushInterval)
 	defer t.Stop()
 	for {
@@ -223,234 +372,445 @@ func (c *Client) flushLoop(client *dd.Client) {
 		case <-c.closing:
 			return
 		case <-t.C:
-		case <-c.flushNow:
+		case <-c.early:
 		}
-		c.send(client, c.seg, false)
+		c.sendMu.Lock()
+		_ = c.flushLocked()
+		c.sendMu.Unlock()
 	}
 }
 
-// Remainder is what SendRemainder sent.
-type Remainder struct {
-	Counts, Samples uint64
-}
-
-// SendRemainder sends what seg still holds, with its own series' tags and
-// this client's app_name, and marks it sent. The supervisor calls it when a
-// worker has exited (and been reaped): after a clean exit there is nothing
-// left; after a SIGKILL it is the worker's last unsent window. An error
-// means the send failed; what is left stays in seg.
-func (c *Client) SendRemainder(seg *Segment) (Remainder, error) {
-	client := c.dd.Load()
-	if client == nil {
-		return Remainder{}, errors.New("statsd: no client (address not usable yet)")
+// flushLocked sends everything not yet sent from this Client's own segment
+// and state, and advances the watermarks only if datadog-go reported no
+// error. Called with sendMu held.
+func (c *Client) flushLocked() error {
+	c.logDropped()
+	client, err := c.conn()
+	if err != nil {
+		return err
 	}
-	return c.send(client, seg, true)
-}
+	c.seg.snapshot(&c.pend, false)
+	if _, _, err := c.sendPending(client, c.seg, &c.pend, c.cachedTags); err != nil {
+		return err
+	}
 
-// send sends what seg holds through client and, only if every write
-// succeeded, advances seg's watermarks. A crash between the writes and the
-// watermark store (microseconds) sends that window twice: forkwatch errs on
-// the side of a duplicate, never a loss.
-func (c *Client) send(client *dd.Client, seg *Segment, final bool) (Remainder, error) {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	p := seg.take(final)
-	// Flush even with nothing from the segment: gauges and counters sent
-	// directly (the supervisor's pool metrics) wait in datadog-go's
-	// aggregator for it.
-	var r Remainder
-	errs := c.errs.Load()
-	for _, d := range p.counts {
-		if t := c.slotTags(seg, d.slot); t != nil {
-			_ = client.Count(RequestCount, int64(d.delta), t.count, 1)
-			r.Counts += d.delta
+	ov := c.takeOverflow()
+	for k, o := range ov {
+		t := c.tagsOf(k)
+		if o.unsent > 0 {
+			_ = client.Count(RequestCount, o.unsent, t.count, 1)
+		}
+		for _, us := range o.samples {
+			_ = client.Histogram(RequestLatency, float64(us)/1e6, t.latency, 1)
 		}
 	}
-	for _, sm := range p.samples {
-		if t := c.slotTags(seg, sm.slot); t != nil {
-			_ = client.Histogram(RequestLatency, float64(sm.micros)/1e6, t.latency, 1)
-			r.Samples++
+	gaugesSent := c.sendGauges(client)
+	workersSent := c.workersDirty.Swap(false)
+	if workersSent {
+		_ = client.Gauge(Workers, float64(c.workers.Load()), []string{c.appTag}, 1)
+	}
+	rs := c.takeRestarts()
+	for reason, n := range rs {
+		_ = client.Count(WorkerRestarts, n, []string{c.appTag, "reason:" + reason}, 1)
+	}
+	if len(ov) > 0 || workersSent || gaugesSent || len(rs) > 0 {
+		if err := c.flushDD(client); err != nil {
+			c.putBack(ov, rs, workersSent)
+			return err
 		}
 	}
-	if err := client.Flush(); err != nil {
-		c.sendError(err)
-		return r, err
-	}
-	if c.errs.Load() != errs {
-		return r, errors.New("statsd: send failed; kept for the next flush")
-	}
-	seg.commit(p)
-	return r, nil
+	return nil
 }
 
-// slotTags are the tags of seg's series slot, built once (under sendMu).
-func (c *Client) slotTags(seg *Segment, slot int) *requestTags {
-	if seg.tagCache == nil {
-		seg.tagCache = map[int]*requestTags{}
+// flushDD flushes datadog-go (synchronous: the aggregator and the sender
+// queue are on the socket when it returns) and reports whether any write
+// failed meanwhile. Called with sendMu held, so every error is this flush's.
+func (c *Client) flushDD(client *dd.Client) error {
+	before := c.errs.Load()
+	_ = client.Flush()
+	if n := c.errs.Load() - before; n != 0 {
+		return fmt.Errorf("%w: %d write errors", ErrUnsent, n)
 	}
-	if t, ok := seg.tagCache[slot]; ok {
-		return t
+	return nil
+}
+
+// sendPending sends p in chunks of at most about one datagram, flushing
+// datadog-go after each and advancing seg's watermarks over what the chunk
+// carried. A chunk is one packet, so a failed write fails a whole chunk and
+// nothing it carried is advanced or sent twice: an exporter that comes back
+// in the middle of a flush costs no duplicates. Counts go first. It stops at
+// the first failed chunk; the rest stays for the next try.
+func (c *Client) sendPending(client *dd.Client, seg *Segment, p *pending, tags func(int) *requestTags) (counts []SeriesCount, samples int, err error) {
+	est, from := 0, 0
+	for i, d := range p.deltas {
+		if d == 0 {
+			continue
+		}
+		t := tags(i)
+		_ = client.Count(RequestCount, int64(d), t.count, 1)
+		counts = append(counts, SeriesCount{Count: d})
+		counts[len(counts)-1].Series = seg.series(i)
+		if est += lineBytes(RequestCount, t.count) + 21; est >= chunkBytes {
+			if err := c.flushDD(client); err != nil {
+				return nil, 0, err
+			}
+			seg.advanceCounts(p, from, i+1)
+			from, est = i+1, 0
+		}
 	}
-	m, e, st, ok := seg.key(slot)
-	if !ok {
-		return nil
+	if est > 0 {
+		if err := c.flushDD(client); err != nil {
+			return nil, 0, err
+		}
 	}
-	ep := "endpoint:" + e
-	t := &requestTags{
-		count:   []string{c.appTag, "method:" + m, ep, "http_status:" + strconv.Itoa(st)},
+	seg.advanceCounts(p, from, len(p.deltas))
+
+	ringFrom := p.start
+	est = 0
+	clear(c.chunkCtx)
+	for k, v := range p.samples {
+		i := sampleSlot(v)
+		t := tags(i)
+		_ = client.Histogram(RequestLatency, sampleUS(v), t.latency, 1)
+		est += sampleBytes
+		if !c.chunkCtx[i] {
+			c.chunkCtx[i] = true
+			est += lineBytes(RequestLatency, t.latency)
+		}
+		if est >= chunkBytes {
+			if err := c.flushDD(client); err != nil {
+				return counts, samples, err
+			}
+			samples = k + 1
+			seg.advanceRing(ringFrom, p.pos[k]+1)
+			ringFrom, est = p.pos[k]+1, 0
+			clear(c.chunkCtx)
+		}
+	}
+	if est > 0 {
+		if err := c.flushDD(client); err != nil {
+			return counts, samples, err
+		}
+	}
+	seg.advanceRing(ringFrom, p.end)
+	return counts, len(p.samples), nil
+}
+
+// lineBytes bounds the bytes of a line's name, type and tags.
+func lineBytes(name string, tags []string) int {
+	n := len(name) + 8
+	for _, t := range tags {
+		n += len(t) + 1
+	}
+	return n
+}
+
+// cachedTags are the tags of slot i of the Client's own segment.
+func (c *Client) cachedTags(i int) *requestTags {
+	for len(c.tagCache) <= i {
+		c.tagCache = append(c.tagCache, c.tagsOf(c.seg.series(len(c.tagCache))))
+	}
+	return c.tagCache[i]
+}
+
+// tagsOf builds the tags of a series whose values are already sanitised.
+func (c *Client) tagsOf(s Series) *requestTags {
+	ep := "endpoint:" + s.Endpoint
+	return &requestTags{
+		count:   []string{c.appTag, "method:" + s.Method, ep, "http_status:" + strconv.Itoa(s.Status)},
 		latency: []string{c.appTag, ep},
 	}
-	seg.tagCache[slot] = t
-	return t
 }
 
-func (c *Client) retry(ctx context.Context) {
-	defer c.retried.Done()
-	t := time.NewTicker(retryEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if c.connect() == nil {
-				c.cfg.Logger.Info("metrics address usable now", "addr", c.cfg.Addr,
-					"dropped_while_waiting", c.dropped.Load())
-				return
-			}
+func (c *Client) takeOverflow() map[Series]*overflowSeries {
+	c.ovMu.Lock()
+	defer c.ovMu.Unlock()
+	if len(c.overflow) == 0 {
+		return nil
+	}
+	taken := make(map[Series]*overflowSeries, len(c.overflow))
+	for k, o := range c.overflow {
+		if o.unsent > 0 || len(o.samples) > 0 {
+			taken[k] = &overflowSeries{unsent: o.unsent, samples: o.samples}
+			o.unsent, o.samples = 0, nil
 		}
 	}
+	return taken
 }
 
+func (c *Client) takeRestarts() map[string]int64 {
+	c.restartMu.Lock()
+	defer c.restartMu.Unlock()
+	if len(c.restarts) == 0 {
+		return nil
+	}
+	rs := c.restarts
+	c.restarts = map[string]int64{}
+	return rs
+}
+
+// putBack returns what a failed flush took from process memory.
+func (c *Client) putBack(ov map[Series]*overflowSeries, rs map[string]int64, workers bool) {
+	if workers {
+		c.workersDirty.Store(true)
+	}
+	c.restartMu.Lock()
+	for r, n := range rs {
+		c.restarts[r] += n
+	}
+	c.restartMu.Unlock()
+	c.ovMu.Lock()
+	for k, o := range ov {
+		cur := c.overflow[k]
+		cur.unsent += o.unsent
+		cur.samples = append(o.samples, cur.samples...)
+	}
+	c.ovMu.Unlock()
+}
+
+// sendError is datadog-go's error handler: it runs in datadog-go's sender
+// goroutine, during one of our flushes.
 func (c *Client) sendError(err error) {
-	n := c.errs.Add(1)
-	c.errMu.Lock()
-	defer c.errMu.Unlock()
-	if time.Since(c.errLast) < errorLogEvery {
+	c.errs.Add(1)
+	c.logLimited(err)
+}
+
+// logLimited logs at most one line per errorLogEvery, with the count of
+// errors since the previous line.
+func (c *Client) logLimited(err error) {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	c.unseen++
+	c.lastErr = err
+	now := c.now()
+	if !c.logged.IsZero() && now.Sub(c.logged) < errorLogEvery {
 		return
 	}
-	c.cfg.Logger.Warn("sending metrics failed; serving goes on, what was not sent is kept and retried",
-		"addr", c.cfg.Addr, "err", err, "errors_since_last_line", n-c.errSeen)
-	c.errLast, c.errSeen = time.Now(), n
+	c.cfg.Logger.Warn("sending metrics failed; serving goes on and the unsent metrics stay in the segment, retried every flush",
+		"addr", c.cfg.Addr, "err", err, "errors", c.unseen, "since", c.logged)
+	c.logged, c.unseen = now, 0
 }
 
-// errorLogEvery bounds send-error log lines to one per interval.
-const errorLogEvery = 10 * time.Second
+// logDropped logs new dropped samples, at most once per errorLogEvery.
+func (c *Client) logDropped() {
+	d := c.seg.hdr.dropped.Load()
+	if d == c.dropLogged {
+		return
+	}
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	if now := c.now(); c.logged.IsZero() || now.Sub(c.logged) >= errorLogEvery {
+		c.cfg.Logger.Warn("latency samples dropped: the segment's ring is full because flushes fail; counts are kept",
+			"addr", c.cfg.Addr, "dropped", d-c.dropLogged, "dropped_total", d)
+		c.logged = now
+		c.dropLogged = d
+	}
+}
 
-// Record implements worker.Recorder. It writes to the segment only: no
-// network, no lock that a send holds (except, past maxSeries distinct
-// series, the overflow path).
+// Record implements worker.Recorder. It writes only to the segment: no
+// network, no lock a network call holds, no sleep, no allocation (after a
+// series' first request).
 func (c *Client) Record(method, endpoint string, status int, elapsed time.Duration) {
-	soon, err := c.seg.record(requestKey{method, endpoint, status}, uint64((elapsed+time.Microsecond-1)/time.Microsecond))
-	if err != nil {
+	i := c.slotFor(method, endpoint, status)
+	if i < 0 {
 		c.recordOverflow(method, endpoint, status, elapsed)
 		return
 	}
-	if soon {
+	if c.seg.record(i, wholeMicros(elapsed)) {
 		select {
-		case c.flushNow <- struct{}{}:
+		case c.early <- struct{}{}:
 		default:
 		}
 	}
 }
 
-// recordOverflow sends a request whose series found no slot straight
-// through datadog-go (not crash-safe, counted in overflow).
+// slotFor returns the segment slot of a series, or -1 if the table is full.
+func (c *Client) slotFor(method, endpoint string, status int) int {
+	k := requestKey{method, endpoint, status}
+	if i, ok := (*c.slots.Load())[k]; ok {
+		return int(i)
+	}
+	return c.newSlot(k)
+}
+
+func (c *Client) newSlot(k requestKey) int {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	m := *c.slots.Load()
+	if i, ok := m[k]; ok {
+		return int(i)
+	}
+	// Keyed by the sanitised values in the segment, so raw values that
+	// sanitise alike share a slot.
+	i := c.seg.findSlot(SanitizeTagValue(k.method), SanitizeTagValue(k.endpoint), k.status)
+	if len(m) < maxCachedKeys {
+		next := maps.Clone(m)
+		next[k] = int32(i)
+		c.slots.Store(&next)
+	}
+	return i
+}
+
+// recordOverflow keeps a record of a series the segment has no room for in
+// process memory (lost if the process is killed before the next flush).
 func (c *Client) recordOverflow(method, endpoint string, status int, elapsed time.Duration) {
-	c.overflow.Add(1)
-	client := c.dd.Load()
-	if client == nil {
-		c.dropped.Add(1)
-		return
+	c.seg.hdr.overflow.Add(1)
+	k := Series{SanitizeTagValue(method), SanitizeTagValue(endpoint), status}
+	c.ovMu.Lock()
+	o := c.overflow[k]
+	if o == nil {
+		o = &overflowSeries{}
+		c.overflow[k] = o
 	}
-	t := c.tagsFor(method, endpoint, status)
+	o.unsent++
+	if len(o.samples) < len(c.seg.ring) {
+		o.samples = append(o.samples, wholeMicros(elapsed))
+	} else {
+		c.seg.hdr.dropped.Add(1)
+	}
+	c.ovMu.Unlock()
+}
+
+// wholeMicros is d in whole microseconds, rounded up (see microseconds).
+func wholeMicros(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	return uint64((d + time.Microsecond - 1) / time.Microsecond)
+}
+
+// microseconds is d in seconds, rounded up to a whole microsecond: the
+// value sent for a latency. Values like 0.000123 instead of 0.000123456789
+// make the histogram samples in each packet about half as long (fewer
+// packets, less for the exporter to parse). Rounding up keeps every sample
+// in its bucket: the bucket bounds in mapping.yml are whole microseconds,
+// and for a whole number b, ceil(x) <= b exactly when x <= b. The sum gains
+// under 1µs per request.
+func microseconds(d time.Duration) float64 { return float64(wholeMicros(d)) / 1e6 }
+
+// Remainder is what SendRemainder sent.
+type Remainder struct {
+	// Counts are the request counts sent per series (also when an error
+	// stopped the sending part way).
+	Counts []SeriesCount
+	// Samples is the number of latency samples sent.
+	Samples int
+	// Unwritten counts ring entries the worker reserved but died before
+	// writing: latency samples lost (their requests are counted).
+	Unwritten int
+}
+
+// Requests is the sum of r.Counts.
+func (r Remainder) Requests() uint64 {
+	var n uint64
+	for _, c := range r.Counts {
+		n += c.Count
+	}
+	return n
+}
+
+// SendRemainder sends what a dead worker's segment holds beyond its sent
+// watermarks, with the tags in the segment and this Client's app_name,
+// flushes, advances the watermarks and returns what it sent. It is for the
+// supervisor, after the worker process has been reaped (a live writer's
+// half-written ring entries would be skipped as Unwritten). For a worker
+// that exited cleanly it sends nothing. It fails, wrapping ErrUnsent and
+// advancing nothing, when the exporter is unreachable or a write failed; it
+// may then be called again.
+func (c *Client) SendRemainder(seg *Segment) (Remainder, error) {
 	c.sendMu.Lock()
-	_ = client.Count(RequestCount, 1, t.count, 1)
-	_ = client.Histogram(RequestLatency, microseconds(elapsed), t.latency, 1)
-	c.sendMu.Unlock()
-}
-
-// microseconds is d in seconds, rounded up to a whole microsecond. Values
-// like 0.000123 instead of 0.000123456789 make the histogram samples in each
-// packet about half as long (fewer packets, less for the exporter to
-// parse). Rounding up keeps every sample in its bucket: the bucket bounds in
-// mapping.yml are whole microseconds, and for a whole number b,
-// ceil(x) <= b exactly when x <= b. The sum gains under 1µs per request.
-func microseconds(d time.Duration) float64 {
-	us := (d + time.Microsecond - 1) / time.Microsecond
-	return float64(us) / 1e6
-}
-
-// tagsFor returns the tag slices of one series, built once and cached: the
-// label sets are bounded, so the cache is too.
-func (c *Client) tagsFor(method, endpoint string, status int) *requestTags {
-	ep := "endpoint:" + SanitizeTagValue(endpoint)
-	t := &requestTags{
-		count: []string{c.appTag, "method:" + SanitizeTagValue(method), ep,
-			"http_status:" + strconv.Itoa(status)},
-		latency: []string{c.appTag, ep},
+	defer c.sendMu.Unlock()
+	var p pending
+	seg.snapshot(&p, true)
+	var r Remainder
+	r.Unwritten = p.holes
+	tags := make([]*requestTags, len(p.counts))
+	tagsOf := func(i int) *requestTags {
+		if tags[i] == nil {
+			tags[i] = c.tagsOf(seg.series(i))
+		}
+		return tags[i]
 	}
-	return t
-}
-
-// WorkersLive sets the gauge of live workers.
-func (c *Client) WorkersLive(n int) {
-	if client := c.dd.Load(); client != nil {
-		_ = client.Gauge(Workers, float64(n), []string{c.appTag}, 1)
+	if len(p.samples) == 0 && !slices.ContainsFunc(p.deltas, func(d uint64) bool { return d > 0 }) {
+		seg.advanceRing(p.start, p.end) // clears the holes, if any
+		return r, nil
 	}
+	client, err := c.conn()
+	if err != nil {
+		return Remainder{}, fmt.Errorf("statsd: send remainder: %w", err)
+	}
+	counts, samples, err := c.sendPending(client, seg, &p, tagsOf)
+	r.Counts, r.Samples = counts, samples
+	if err != nil {
+		return r, fmt.Errorf("statsd: send remainder: %w", err)
+	}
+	return r, nil
 }
 
-// WorkerRestart counts one worker exit with its reason.
+// WorkersLive sets the gauge of live workers, sent at every flush from
+// now on (so it heals within a flush interval after an exporter restart).
+func (c *Client) WorkersLive(n int) { c.gauge(Workers, float64(n)) }
+
+// WorkerRestart counts one worker exit with its reason, sent at the next
+// flush.
 func (c *Client) WorkerRestart(reason string) {
-	if client := c.dd.Load(); client != nil {
-		_ = client.Count(WorkerRestarts, 1, []string{c.appTag, "reason:" + SanitizeTagValue(reason)}, 1)
-	}
+	reason = SanitizeTagValue(reason)
+	c.restartMu.Lock()
+	c.restarts[reason]++
+	c.restartMu.Unlock()
 }
 
-// Close sends what the segment holds and releases the client, within
-// closeTimeout: a stale unixgram socket makes datadog-go retry with sleeps,
-// and a worker's exit must not wait for that. What is not sent stays in the
-// segment, for the supervisor's SendRemainder.
+// SendErrors is the number of write errors datadog-go has reported.
+func (c *Client) SendErrors() uint64 { return c.errs.Load() }
+
+// Close stops the flush goroutine and flushes once more, spending at most
+// Config.CloseTimeout in all. What it could not send stays in the segment
+// (for the supervisor's SendRemainder) and the error wraps ErrUnsent. It
+// logs the send errors and dropped samples of the Client's life. Record
+// must not be called after Close.
 func (c *Client) Close() error {
-	if c.stop != nil {
-		c.stop()
-		c.retried.Wait()
-	}
+	err := errors.New("statsd: client already closed")
+	c.closeOnce.Do(func() { err = c.close() })
+	return err
+}
+
+func (c *Client) close() error {
+	deadline := time.NewTimer(c.cfg.CloseTimeout)
+	defer deadline.Stop()
 	close(c.closing)
-	c.flushed.Wait()
 	done := make(chan error, 1)
 	go func() {
-		client := c.dd.Load()
-		if client == nil {
-			done <- nil
-			return
-		}
-		_, err := c.send(client, c.seg, false)
-		if cerr := client.Close(); err == nil {
-			err = cerr
+		<-c.loopDone // a flush under way finishes first
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+		err := c.flushLocked()
+		if c.dd != nil {
+			if cerr := c.dd.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+			c.dd = nil
 		}
 		done <- err
 	}()
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(closeTimeout):
-		err = fmt.Errorf("statsd: final flush not done within %s; the rest stays in the segment", closeTimeout)
+	case <-deadline.C:
+		// The goroutine is abandoned: it holds sendMu, so nothing else
+		// sends through this Client again.
+		err = fmt.Errorf("%w: final flush still running after %v", ErrUnsent, c.cfg.CloseTimeout)
 	}
-	if n := c.errs.Load(); n > 0 {
-		c.cfg.Logger.Warn("metric send errors", "count", n, "addr", c.cfg.Addr)
-	}
-	if n := c.overflow.Load(); n > 0 {
-		c.cfg.Logger.Warn("requests recorded past a full series table (sent directly, not crash-safe)", "count", n)
-	}
-	if _, dropped := c.seg.Totals(); dropped > 0 {
-		c.cfg.Logger.Warn("latency samples dropped: the segment's ring was full", "count", dropped)
-	}
-	if c.ownSeg && err == nil {
-		err = c.seg.Close()
+	t := c.seg.Totals()
+	if n := c.errs.Load(); n > 0 || t.DroppedSamples > 0 || t.Overflow > 0 || err != nil {
+		c.cfg.Logger.Warn("metrics client closed", "addr", c.cfg.Addr, "send_errors", n,
+			"dropped_samples", t.DroppedSamples, "overflow_records", t.Overflow, "final_flush", errString(err))
 	}
 	return err
 }
 
-// closeTimeout bounds Close's final flush.
-const closeTimeout = time.Second
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
