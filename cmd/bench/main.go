@@ -331,7 +331,7 @@ func startBridge(ctx context.Context, o options, tmp, name, mapping, statsdAddr,
 		return nil, nil, nil, err
 	}
 	cmds := []string{
-		"statsd_exporter " + strings.Join(launch.ExporterFlags(statsdAddr, exporterAddr, mapping), " "),
+		"GOGC=" + launch.ExporterGOGC + " statsd_exporter " + strings.Join(launch.ExporterFlags(statsdAddr, exporterAddr, mapping), " "),
 		"prometheus (launch.StartPrometheus: the project's prometheus.yml, scrape every 2s) on " + promAddr,
 	}
 	return exp, prom, cmds, nil
