@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +66,7 @@ func TestSystemdActivation(t *testing.T) {
 	cmd.Env = append(os.Environ(), envExecAsListenPID+"="+bin, "LISTEN_FDS=1", "LISTEN_FDNAMES=forkwatch.socket",
 		"NOTIFY_SOCKET="+notifyPath)
 	cmd.ExtraFiles = []*os.File{sock} // descriptor 3
-	var log syncBuf
+	var log stacktest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -157,23 +156,6 @@ func get(t *testing.T, url, want string) {
 	if resp.StatusCode != 200 || string(b) != want {
 		t.Errorf("GET %s: %d %q, want 200 %q", url, resp.StatusCode, b, want)
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestSystemdUnits checks deploy/systemd: the settings the supervisor's

@@ -152,7 +152,7 @@ type App struct {
 	*launch.Process
 	URL  string // http://127.0.0.1:port
 	Addr string
-	log  *syncBuffer
+	log  *SyncBuffer
 }
 
 // StartApp starts the webapp binary serving a free port with args added
@@ -185,7 +185,7 @@ func StartAppArgs(t testing.TB, addr string, args ...string) *App {
 // t.Cleanup (SIGTERM, then its whole process group is killed).
 func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &SyncBuffer{}
 	p, err := launch.StartWebapp(launch.Webapp{Bin: bin, Addr: addr, Args: args, Stdout: log, Stderr: log})
 	if err != nil {
 		t.Fatal(err)
@@ -324,18 +324,19 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a process's output and a test reading it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
