@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -17,26 +14,18 @@ import (
 // served, seen by Prometheus and missing. Exit 0: all match; 1: some count is
 // missing (or extra) or a source could not be read; 2: bad usage.
 func runAudit(args []string) int {
-	fs := flag.NewFlagSet("webapp audit", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	sub := newSubcommand("webapp audit", "compare what the workers served (the supervisor's ledger, -admin-addr) with\n"+
+		"what Prometheus saw (raw request_count samples since the pool started, counter resets\n"+
+		"and exporter restarts included). Exit 1 if any series is missing counts.", os.Stdout, os.Stderr)
+	fs := sub.fs
 	promURL := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus base `URL`")
 	adminURL := fs.String("admin", "http://127.0.0.1:5050", "the supervisor's admin endpoint `URL` (its -admin-addr)")
 	wait := fs.Duration("wait", 15*time.Second, "while some count is missing, check again every second for this long (0: once)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Println(`webapp audit: compare what the workers served (the supervisor's ledger, -admin-addr) with
-what Prometheus saw (raw request_count samples since the pool started, counter resets
-and exporter restarts included). Exit 1 if any series is missing counts.`)
-			fs.SetOutput(os.Stdout)
-			fs.PrintDefaults()
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "webapp audit: %v (see webapp audit -h)\n", err)
-		return 2
+	if code, ok := sub.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 || *wait < 0 {
-		fmt.Fprintln(os.Stderr, "webapp audit: takes only -prometheus, -admin and -wait (>= 0) (see webapp audit -h)")
-		return 2
+	if *wait < 0 {
+		return sub.usage("-wait %s: must not be negative", *wait)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+time.Minute)
 	defer cancel()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,8 +34,9 @@ const (
 // runLoad is `webapp load`: record the totals, send a bounded load, print
 // what was sent and save the record `webapp verify` checks.
 func runLoad(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("webapp load", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	sub := newSubcommand("webapp load", "record the current request totals, send a bounded load over the demo routes,\n"+
+		"print what was sent by path and status and save it for `webapp verify`.", stdout, stderr)
+	fs := sub.fs
 	base := fs.String("url", "http://127.0.0.1:5000", "base `URL` of the app")
 	n := fs.Int("n", 0, "requests to send (default 1000 without -d; with -d, the most to send)")
 	d := fs.Duration("d", 0, "send for this long (at most 10m) instead of a count")
@@ -46,20 +46,8 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`, for the totals if the exporter cannot be read")
 	record := fs.String("record", verify.DefaultRecordPath, "`file` to save the record for webapp verify (\"\": no record, no baseline)")
 	timeout := fs.Duration("timeout", loadgen.DefaultRequestTimeout, "limit for one request")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "webapp load: record the current request totals, send a bounded load over the demo routes,\n"+
-				"print what was sent by path and status and save it for `webapp verify`.\n\nFlags:\n")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
-		fmt.Fprintf(stderr, "webapp load: %v (see webapp load -h)\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "webapp load: unexpected argument %q (see webapp load -h)\n", fs.Arg(0))
-		return 2
+	if code, ok := sub.parse(args); !ok {
+		return code
 	}
 	m, err := loadgen.ParseMix(*mix)
 	if err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,25 +24,14 @@ const flushMargin = time.Second
 // last load started with what that load sent. Exit 0 when they agree, 1 on
 // a difference or an error.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("webapp verify", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	sub := newSubcommand("webapp verify", "per endpoint and http_status, compare the increase of request_count that\n"+
+		"Prometheus saw since the last `webapp load` started with what that load sent.", stdout, stderr)
+	fs := sub.fs
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`")
 	record := fs.String("record", verify.DefaultRecordPath, "the load's record `file` (written by webapp load)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for Prometheus to scrape the last counts")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "webapp verify: per endpoint and http_status, compare the increase of request_count that\n"+
-				"Prometheus saw since the last `webapp load` started with what that load sent.\n\nFlags:\n")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
-		fmt.Fprintf(stderr, "webapp verify: %v (see webapp verify -h)\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "webapp verify: unexpected argument %q (see webapp verify -h)\n", fs.Arg(0))
-		return 2
+	if code, ok := sub.parse(args); !ok {
+		return code
 	}
 	if *wait < 0 {
 		fmt.Fprintf(stderr, "webapp verify: -wait %s: must not be negative\n", *wait)
