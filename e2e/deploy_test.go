@@ -475,6 +475,14 @@ type k8sContainer struct {
 	} `yaml:"volumeMounts"`
 	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
 	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
+	RestartPolicy  string   `yaml:"restartPolicy"`
+	Lifecycle      struct {
+		PreStop struct {
+			Sleep struct {
+				Seconds int `yaml:"seconds"`
+			} `yaml:"sleep"`
+		} `yaml:"preStop"`
+	} `yaml:"lifecycle"`
 }
 
 type k8sProbe struct {
@@ -496,7 +504,8 @@ type k8sDoc struct {
 				Annotations map[string]string `yaml:"annotations"`
 			} `yaml:"metadata"`
 			Spec struct {
-				Containers []k8sContainer `yaml:"containers"`
+				Containers     []k8sContainer `yaml:"containers"`
+				InitContainers []k8sContainer `yaml:"initContainers"`
 				Volumes    []struct {
 					Name      string `yaml:"name"`
 					ConfigMap struct {
@@ -539,9 +548,21 @@ func TestKubernetesExample(t *testing.T) {
 	for _, c := range pod.Spec.Containers {
 		cs[c.Name] = c
 	}
+	for _, c := range pod.Spec.InitContainers {
+		cs[c.Name] = c
+	}
 	app, exp := cs["webapp"], cs["statsd-exporter"]
 	if app.Name == "" || exp.Name == "" {
 		t.Fatalf("Deployment: want containers webapp and statsd-exporter, got %v", pod.Spec.Containers)
+	}
+	// The exporter must outlive the app's drain: a native sidecar (an init
+	// container that keeps running) is stopped after the app, and its
+	// preStop waits a scrape interval for the final counts.
+	if exp.RestartPolicy != "Always" || slices.ContainsFunc(pod.Spec.Containers, func(c k8sContainer) bool { return c.Name == exp.Name }) {
+		t.Errorf("the exporter must be a native sidecar (initContainers, restartPolicy: Always), not a plain container")
+	}
+	if exp.Lifecycle.PreStop.Sleep.Seconds < 2 {
+		t.Errorf("exporter preStop sleep %ds: want at least one scrape interval (2s)", exp.Lifecycle.PreStop.Sleep.Seconds)
 	}
 	const statsdAddr, mappingPath = "127.0.0.1:9125", "/etc/statsd_exporter/mapping.yml"
 	if got := env(app, "FORKWATCH_STATSD_ADDR"); got != statsdAddr {
