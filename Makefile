@@ -81,9 +81,9 @@ fuzz-short:
 # Prometheus) and req/s of fasthttp's own prefork, forkwatch -no-metrics,
 # forkwatch with metrics and the Python original (cmd/bench/original, Flask
 # under uwsgi), in interleaved rounds at saturation (wrk) and at a fixed load
-# (internal/loadgen); exact counts at saturation with hey; the middleware's Go
+# (internal/loadgen); exact counts at saturation with internal/loadgen; the middleware's Go
 # benchmarks. Prints the tables and writes BENCHMARKS.md with each target met
-# or missed (about 6 minutes). Installs wrk, hey, uwsgi and Flask.
+# or missed (about 6 minutes). Installs wrk, uwsgi and Flask.
 # BENCH_FLAGS are passed to bin/bench (bin/bench -h). Run it as
 # `flock /tmp/forkwatch-ports.lock make bench`.
 BENCH_FLAGS ?=

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [bin/bench flags]: what `make bench` runs. Installs what the
-# benchmark needs (Debian: wrk, hey, uwsgi with its Python 3 plugin, Flask for
+# benchmark needs (Debian: wrk, uwsgi with its Python 3 plugin, Flask for
 # the Python original, Prometheus), builds, and runs bin/bench, which prints
 # the tables and writes BENCHMARKS.md.
 #
@@ -10,7 +10,7 @@
 #   flock /tmp/forkwatch-ports.lock make bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh wrk hey uwsgi uwsgi-plugin-python3 python3-flask prometheus
+scripts/deps.sh wrk uwsgi uwsgi-plugin-python3 python3-flask prometheus
 go build -o bin/ ./cmd/...
 go tool -n statsd_exporter >/dev/null # build the pinned exporter before timing anything
 exec ./bin/bench "$@"

@@ -34,29 +34,6 @@ const wrkErrOut = `Running 5s test @ http://127.0.0.1:15102/test/
 Requests/sec:   3264.45
 `
 
-const heyOut = `
-Summary:
-  Total:	0.2283 secs
-  Requests/sec:	8759.1465
-
-Response time histogram:
-  0.000 [1]	|
-  0.001 [1113]	|■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■
-
-Latency distribution:
-  10% in 0.0002 secs
-  50% in 0.0009 secs
-  99% in 0.0038 secs
-
-Status code distribution:
-  [200]	1990 responses
-  [500]	10 responses
-
-Error distribution:
-  [20]	Get "http://127.0.0.1:19599/": dial tcp 127.0.0.1:19599: connect: connection refused
-  [3]	Get "http://127.0.0.1:19599/": context deadline exceeded
-`
-
 func TestParseLoad(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -68,8 +45,6 @@ func TestParseLoad(t *testing.T) {
 			P99: 2160 * time.Microsecond, Took: 1100 * time.Millisecond}},
 		{"wrk with errors", parseWrk, wrkErrOut, loadResult{Requests: 16380, Non2xx: 7, Errors: 16370, ReqPerSec: 3264.45,
 			P50: 12390 * time.Microsecond, P99: 39820 * time.Microsecond, Took: 5020 * time.Millisecond}},
-		{"hey", parseHey, heyOut, loadResult{Requests: 2000, Non2xx: 10, Errors: 23, ReqPerSec: 8759.1465,
-			P50: 900 * time.Microsecond, P99: 3800 * time.Microsecond, Took: 228300 * time.Microsecond}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,9 +60,6 @@ func TestParseLoad(t *testing.T) {
 	}
 	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused"); err == nil {
 		t.Error("parseWrk accepted output without a request count")
-	}
-	if _, err := parseHey(""); err == nil {
-		t.Error("parseHey accepted empty output")
 	}
 }
 

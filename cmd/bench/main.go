@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/loadgen"
 	"github.com/forkwatch/forkwatch/internal/proctree"
 	"github.com/forkwatch/forkwatch/internal/verify"
 	"github.com/forkwatch/forkwatch/statsd"
@@ -144,7 +145,7 @@ type target struct {
 func benchmark(ctx context.Context, o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	started := time.Now().UTC()
-	for _, tool := range []string{"wrk", "hey", "uwsgi", "prometheus"} {
+	for _, tool := range []string{"wrk", "uwsgi", "prometheus"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not installed (scripts/bench.sh installs it)", tool)
 		}
@@ -285,7 +286,7 @@ func benchmark(ctx context.Context, o options) error {
 			s.load.Requests, s.load.ReqPerSec, s.counted, s.histCounted, s.lost(), s.duplicated())
 		rep.sat = append(rep.sat, s)
 	}
-	rep.heyCmd = fmt.Sprintf("hey -n %d -c %d %s/test/", o.satN, o.satConns, "http://"+o.ports.product)
+	rep.satCmd = fmt.Sprintf("loadgen.Run(loadgen.Options{URL: %q, Mix: /test/, Requests: %d, Concurrency: %d})", "http://"+o.ports.product, o.satN, o.satConns)
 
 	fmt.Println("audit: the workers' ledger against Prometheus ...")
 	ar, _, err := verify.WaitAudit(ctx, &verify.Prometheus{URL: pprom.URL}, "http://"+o.ports.admin, 60*time.Second, time.Second)
@@ -487,7 +488,7 @@ var dropCounters = []string{
 // exporter writes it: names sorted).
 var satSeries = map[string]string{"app_name": "webapp", "endpoint": "/test/"}
 
-// saturate sends exactly o.satN requests as fast as hey can and compares the
+// saturate sends exactly o.satN requests as fast as the load generator can and compares the
 // responses with what the exporter counted.
 func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 	var s satRun
@@ -496,7 +497,7 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 		if err != nil {
 			return
 		}
-		// Only the series hey hits: a connection that wrk cut mid-request
+		// Only the series the load hits: a connection that wrk cut mid-request
 		// earlier is answered 408 under "unmatched" when its read timeout
 		// ends, which may fall inside this run.
 		rc = verify.Sum(fams, statsd.RequestCount, satSeries)
@@ -517,14 +518,12 @@ func saturate(ctx context.Context, o options, t *target) (satRun, error) {
 		return s, err
 	}
 	k0 := udpRcvbufErrors()
-	out, cpu, err := run(ctx, "hey", "-n", fmt.Sprint(o.satN), "-c", fmt.Sprint(o.satConns), t.url)
-	if err != nil {
+	// Exactly satN requests, as fast as satConns connections go, each sent
+	// once (no retries: a retried request could be counted twice).
+	if s.load, err = runLoadgen(ctx, loadgen.Options{URL: strings.TrimSuffix(t.url, "/test/"),
+		Mix: loadgen.Mix{{Path: "/test/", Weight: 1}}, Requests: o.satN, Concurrency: o.satConns, Latencies: true}); err != nil {
 		return s, err
 	}
-	if s.load, err = parseHey(out); err != nil {
-		return s, err
-	}
-	s.load.CPU = cpu
 	if err := settle(ctx, t, rc0+float64(s.load.Requests)); err != nil {
 		return s, err
 	}

@@ -75,9 +75,17 @@ func wrkLoader(o options) loader {
 // process (its CPU is this process's).
 func rateLoader(o options, rate float64) loader {
 	return func(ctx context.Context, url string, d time.Duration) (loadResult, error) {
-		_, cpu0, _ := procStat(os.Getpid())
-		res, err := loadgen.Run(ctx, loadgen.Options{URL: strings.TrimSuffix(url, "/test/"), Mix: loadgen.Mix{{Path: "/test/", Weight: 1}},
+		return runLoadgen(ctx, loadgen.Options{URL: strings.TrimSuffix(url, "/test/"), Mix: loadgen.Mix{{Path: "/test/", Weight: 1}},
 			Duration: d, Concurrency: o.conns, Rate: rate, Latencies: true})
+	}
+}
+
+// runLoadgen runs the project's load generator in this process (its CPU is
+// this process's) and reports it as a loadResult.
+func runLoadgen(ctx context.Context, lo loadgen.Options) (loadResult, error) {
+	{
+		_, cpu0, _ := procStat(os.Getpid())
+		res, err := loadgen.Run(ctx, lo)
 		if err != nil {
 			return loadResult{}, err
 		}

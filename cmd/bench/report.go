@@ -27,7 +27,7 @@ type report struct {
 	goBench    string
 	goBenchCmd string
 	wrkCmd     string
-	heyCmd     string
+	satCmd     string
 }
 
 func median(xs []float64) float64 {
@@ -245,7 +245,7 @@ func (r *report) targetsTable() string {
 		}
 		udpMax = max(udpMax, s.udpPackets/s.responses())
 	}
-	fmt.Fprintf(&b, "| exactness: 0 lost, 0 duplicated (%d requests per run, hey) | saturation | %d of %d runs exact | %s |\n",
+	fmt.Fprintf(&b, "| exactness: 0 lost, 0 duplicated (%d requests per run, internal/loadgen) | saturation | %d of %d runs exact | %s |\n",
 		r.opts.satN, exact, len(r.sat), verdict(len(r.sat) > 0 && exact == len(r.sat)))
 	fmt.Fprintf(&b, "| (earlier issue) <= 0.01 UDP packets per request | saturation | %.5f (worst accounting run) | %s |\n", udpMax, verdict(len(r.sat) > 0 && udpMax <= 0.01))
 	if r.goBench != "" {
@@ -356,7 +356,7 @@ func (r *report) tables() string {
 	}
 	b.WriteString("Round by round:\n\n")
 	b.WriteString(r.comparisonsTable())
-	b.WriteString("\nAccounting at saturation (hey, forkwatch):\n\n")
+	b.WriteString("\nAccounting at saturation (internal/loadgen, forkwatch):\n\n")
 	b.WriteString(r.satTable())
 	b.WriteString("\nTargets:\n\n")
 	b.WriteString(r.targetsTable())
@@ -425,7 +425,7 @@ internal/loadgen in bin/bench's own process offers %.0f requests per second (%.2
 	b.WriteString(r.roundsTable())
 
 	fmt.Fprintf(&b, "\n## Accounting at saturation\n\n`%s`, %d times, against forkwatch with metrics on. Before each run the exporter's counters are read once they have not moved for 1 s; after it, once they have reached the responses' count and not moved for 1 s (at most 30 s). Lost = responses - counted, duplicated = counted - responses, for `sum(request_count{app_name=\"webapp\", endpoint=\"/test/\"})` and the same series of `request_latency_seconds_count`. \"Other series\" is what the app's other request_count series gained meanwhile (408s for connections that wrk cut mid-request earlier, answered when their read timeout ends): not part of the comparison, shown so nothing is hidden.\n\n",
-		r.heyCmd, o.satRuns)
+		r.satCmd, o.satRuns)
 	b.WriteString(r.satTable())
 	fmt.Fprintf(&b, "\nThe workers' own metric send errors (logged by each worker at exit): %s.\n", r.sendErrors)
 
@@ -449,7 +449,7 @@ internal/loadgen in bin/bench's own process offers %.0f requests per second (%.2
 		}
 	}
 	fmt.Fprintf(&b, "\n# load\n%s\n# fixed load, in bin/bench (cmd/bench/measure.go rateLoader):\nloadgen.Run(ctx, loadgen.Options{URL: <url>, Mix: /test/, Duration: %s, Concurrency: %d, Rate: %.0f, Latencies: true})\n%s\n",
-		r.wrkCmd, o.duration, o.conns, r.rate, r.heyCmd)
+		r.wrkCmd, o.duration, o.conns, r.rate, r.satCmd)
 	b.WriteString("```\n")
 	return b.String()
 }
