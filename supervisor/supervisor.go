@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"sync"
@@ -551,7 +552,7 @@ func (s *Supervisor) exited(p *proc, err error) error {
 	attrs := []any{"worker", sl.id, "pid", p.pid, "reason", string(reason),
 		"ran", now.Sub(p.started).Round(time.Millisecond), "handled", p.status.Handled}
 	if err != nil {
-		attrs = append(attrs, "status", err.Error())
+		attrs = append(attrs, "status", exitStatus(err))
 	}
 	if p.stopReason == "" || p.stopReason == ReasonTimeout {
 		log.Warn("worker exited", attrs...)
@@ -836,3 +837,21 @@ func (s *Supervisor) scale(delta int) {
 
 // ErrBoot wraps the error Run returns when no worker ever became ready.
 var ErrBoot = errors.New("supervisor: no worker became ready")
+
+// exitStatus says how a worker ended, naming a signal the way an operator
+// reads it ("killed by SIGKILL", not Go's "signal: killed"), so a log shows
+// at a glance which exits were kills and by what.
+func exitStatus(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Signaled():
+				return "killed by " + unix.SignalName(ws.Signal())
+			case ws.Exited():
+				return "exit code " + strconv.Itoa(ws.ExitStatus())
+			}
+		}
+	}
+	return err.Error()
+}

@@ -4,10 +4,10 @@
 // open. On Ctrl-C, SIGTERM or a terminal hangup it stops them in order and
 // waits until they are gone: the webapp first (its workers drain and flush
 // their last counts), then Prometheus after one more scrape, then the
-// exporter. The children run in process groups of their own, so the
-// terminal's Ctrl-C reaches only this program; a second Ctrl-C, a second or
-// more after the first, is passed on and makes the supervisor kill its
-// workers at once.
+// exporter. The exporter and Prometheus run in process groups of their own,
+// so the terminal's Ctrl-C does not stop them before the app's last flush;
+// the webapp shares the terminal's group. A second Ctrl-C, a second or more
+// after the first, makes the supervisor kill its workers at once.
 package main
 
 import (
@@ -115,6 +115,10 @@ func run() int {
 		Bin: *webapp, Addr: *appAddr,
 		Args:   []string{"-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr},
 		Stdout: os.Stdout, Stderr: os.Stderr,
+		// The terminal's Ctrl-C reaches the supervisor itself, as without
+		// the stack; the SIGTERM we pass on milliseconds later is the same
+		// stop to it (a second stop signal counts only a second later).
+		InCallerGroup: true,
 	})
 	if err != nil {
 		log.Error("start webapp", "err", err)

@@ -4,10 +4,13 @@
 //
 // It is the one place that knows their flags, configuration files, readiness
 // and stop order, so `make run` (cmd/stack), `make bench` (cmd/bench) and the
-// tests start exactly the same thing. Each process runs in its own process
-// group, so a terminal's Ctrl-C reaches only the program that started them,
-// which stops them in order: the app first (its drain flushes the last
-// counts), then Prometheus after a last scrape, then the exporter.
+// tests start exactly the same thing. The exporter and Prometheus run in
+// process groups of their own, so a terminal's Ctrl-C reaches only the
+// program that started them, which stops them in order once the app is
+// gone: Prometheus after a last scrape, then the exporter (the app's drain
+// flushes its last counts to it). The webapp runs in a group of its own too,
+// except under `make run` (Webapp.InCallerGroup), where the terminal's Ctrl-C
+// reaches its supervisor directly, as it would without the stack.
 // docker-compose.yml repeats ExporterFlags for the official images; a test
 // keeps the two in step.
 package launch
@@ -130,6 +133,7 @@ type Process struct {
 	// it listens on a Unix socket alone.
 	StatsdAddr string
 	cmd        *exec.Cmd
+	ownGroup   bool
 	done       chan struct{}
 	err        error
 }
@@ -180,7 +184,13 @@ func (p *Process) Stop(timeout time.Duration) error {
 // killGroup kills whatever is left of the process's group: children that
 // outlived it (a hung worker, say). Only this process's own group, by its
 // PID: nothing else is touched.
-func (p *Process) killGroup() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+func (p *Process) killGroup() {
+	if p.ownGroup {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	} else {
+		_ = p.cmd.Process.Kill()
+	}
+}
 
 // Webapp says how to start a forkwatch binary.
 type Webapp struct {
@@ -195,9 +205,15 @@ type Webapp struct {
 	// Stdout and Stderr receive its output (and its workers'). Default:
 	// discarded.
 	Stdout, Stderr io.Writer
+	// InCallerGroup keeps it in the caller's process group, so a terminal's
+	// Ctrl-C reaches the supervisor directly (it takes the caller's
+	// forwarded SIGTERM, milliseconds later, as the same stop). Stop then
+	// kills only the supervisor, never the group.
+	InCallerGroup bool
 }
 
-// StartWebapp starts a forkwatch binary in its own process group. It does
+// StartWebapp starts a forkwatch binary (in its own process group unless
+// InCallerGroup). It does
 // not wait for readiness: the supervisor logs "worker ready" per worker,
 // which a caller can watch for in Stderr, and every HTTP probe would be a
 // counted request.
@@ -207,7 +223,7 @@ func StartWebapp(w Webapp) (*Process, error) {
 	if len(w.Env) > 0 {
 		env = append(os.Environ(), w.Env...)
 	}
-	return startProcess("webapp", w.Bin, args, env, "", w.Stdout, w.Stderr, "http://"+w.Addr)
+	return startProcess("webapp", w.Bin, args, env, "", w.Stdout, w.Stderr, "http://"+w.Addr, !w.InCallerGroup)
 }
 
 // StartCommand starts any other program (the Python original under uwsgi,
@@ -220,22 +236,22 @@ func StartCommand(name, bin string, args, env []string, dir string, stdout, stde
 	if len(env) > 0 {
 		full = append(os.Environ(), env...)
 	}
-	return startProcess(name, bin, args, full, dir, stdout, stderr, "")
+	return startProcess(name, bin, args, full, dir, stdout, stderr, "", true)
 }
 
-// startProcess starts bin in its own process group; env nil means this
-// process's environment. If this process dies first, the child gets
-// SIGTERM (Pdeathsig), so a killed launcher leaves nothing behind.
-func startProcess(name, bin string, args, env []string, dir string, stdout, stderr io.Writer, url string) (*Process, error) {
+// startProcess starts bin, in its own process group if ownGroup; env nil
+// means this process's environment. If this process dies first, the child
+// gets SIGTERM (Pdeathsig), so a killed launcher leaves nothing behind.
+func startProcess(name, bin string, args, env []string, dir string, stdout, stderr io.Writer, url string, ownGroup bool) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: ownGroup, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("launch: start %s: %w", name, err)
 	}
-	p := &Process{Name: name, URL: url, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, URL: url, cmd: cmd, done: make(chan struct{}), ownGroup: ownGroup}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -355,7 +371,7 @@ func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
 
 // start runs bin and waits until url+probe answers 200.
 func start(ctx context.Context, cfg Config, name, bin string, args, env []string, url, probe string) (*Process, error) {
-	p, err := startProcess(name, bin, args, env, "", cfg.Stdout, cfg.Stderr, url)
+	p, err := startProcess(name, bin, args, env, "", cfg.Stdout, cfg.Stderr, url, true)
 	if err != nil {
 		return nil, err
 	}
