@@ -137,30 +137,35 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	live := 0
+	p := newPool(o.Workers)
 	hooks := supervisor.Hooks{}
+	poolHooks := notifyHooks(notify, log)
 	if metrics != nil {
 		defer metrics.Close()
-		bi := ReadBuildInfo()
-		metrics.SetBuildInfo(bi.Version, bi.GoVersion)
-		hooks.Ready = func(supervisor.Worker) {
-			live++
-			metrics.WorkersLive(live)
+		// Changes go out at once; reportPool repeats them every second.
+		send := func() {
+			s := p.state()
+			metrics.SetPool(s.Ready, s.Configured, s.Busy)
 		}
-		hooks.Exit = func(_ supervisor.Worker, reason supervisor.Reason, wasReady bool, _ error) {
-			if wasReady {
-				live--
-				metrics.WorkersLive(live)
-			}
+		hooks.Ready = func(supervisor.Worker) { send() }
+		hooks.Exit = func(_ supervisor.Worker, reason supervisor.Reason, _ bool, _ error) {
+			send()
 			if reason != supervisor.ReasonShutdown {
 				metrics.WorkerRestart(string(reason))
 			}
 		}
+		poolHooks.Scaled = func(int) { send() }
+		ctx, stop := context.WithCancel(context.Background())
+		reported := make(chan struct{})
+		go func() {
+			defer close(reported)
+			reportPool(ctx, p, metrics, ReadBuildInfo(), time.Now, poolGaugeEvery)
+		}()
+		// Before metrics.Close (deferred earlier, so run later).
+		defer func() { stop(); <-reported }()
 	}
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
-	p := newPool(o.Workers)
-	poolHooks := notifyHooks(notify, log)
 	hooks, poolHooks = p.hooks(hooks, poolHooks)
 	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
 	if err != nil {
