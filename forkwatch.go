@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -221,8 +222,19 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return fail(err)
 	}
+	if o.WorkerProcs > 0 {
+		runtime.GOMAXPROCS(o.WorkerProcs)
+	}
 	opts := o.workerOptions()
 	opts.Logger = log
+	access, err := openAccessLog(o.AccessLog, app.Stdout)
+	if err != nil {
+		return fail(err)
+	}
+	if access != nil {
+		defer access.close(log)
+		opts.AccessLog = access.AccessLog
+	}
 	opts.MaxRequests = child.MaxJobs()
 	opts.Configure = app.Server
 	var totals *totalsSender
@@ -250,6 +262,7 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	}
 
 	report := func() error {
+		access.warnDropped(log)
 		p := srv.Progress()
 		totals.send()
 		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
