@@ -341,7 +341,16 @@ func isExporter(_ context.Context, _ *http.Client, p *Process, base string, body
 	if err != nil || p.cmd == nil {
 		return nil
 	}
-	if ours, err := proctree.ListensOn(p.PID(), port); err == nil && !ours {
+	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
+		return nil // no /proc to ask
+	}
+	ours, err := proctree.ListensOn(p.PID(), port)
+	if err != nil {
+		// Typically ours has just exited (it could not bind): asked again,
+		// waitHTTP sees the exit.
+		return fmt.Errorf("launch: who holds port %d: %w", port, err)
+	}
+	if !ours {
 		return fmt.Errorf("%w: a statsd_exporter that is not the one started (pid %d)", ErrNotOurs, p.PID())
 	}
 	return nil
