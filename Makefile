@@ -17,8 +17,11 @@ build:
 	$(GO) tool -n statsd_exporter >/dev/null
 
 # make run: statsd_exporter, Prometheus and the webapp (5 workers), all on
-# 127.0.0.1. Ports: APP_ADDR, STATSD_ADDR, EXPORTER_ADDR, PROMETHEUS_ADDR.
+# 127.0.0.1. Ports: APP_ADDR, STATSD_ADDR, EXPORTER_ADDR, PROMETHEUS_ADDR,
+# ADMIN_ADDR (the supervisor's admin endpoint). Each is bind-tested first: a
+# port another program holds stops make run with the variable to change.
 APP_ADDR        ?= 127.0.0.1:5000
+ADMIN_ADDR      ?= 127.0.0.1:5050
 STATSD_ADDR     ?= 127.0.0.1:9125
 EXPORTER_ADDR   ?= 127.0.0.1:9102
 PROMETHEUS_ADDR ?= 127.0.0.1:9090
@@ -27,7 +30,7 @@ PROMETHEUS_ADDR ?= 127.0.0.1:9090
 STATSD_UNIXGRAM ?=
 run: build
 	@scripts/deps.sh $(RUN_DEPS)
-	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR) $(if $(STATSD_UNIXGRAM),-statsd-unixgram $(STATSD_UNIXGRAM))
+	exec ./bin/stack -app $(APP_ADDR) -statsd $(STATSD_ADDR) -exporter $(EXPORTER_ADDR) -prometheus $(PROMETHEUS_ADDR) -admin "$(ADMIN_ADDR)" $(if $(STATSD_UNIXGRAM),-statsd-unixgram $(STATSD_UNIXGRAM))
 
 vet:
 	$(GO) vet ./...

@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -218,25 +219,32 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	live := 0
+	p := newPool(o.Workers)
 	hooks := supervisor.Hooks{}
+	poolHooks := notifyHooks(notify, log)
 	if metrics != nil {
 		defer metrics.Close()
-		bi := ReadBuildInfo()
-		metrics.SetBuildInfo(bi.Version, bi.GoVersion)
-		hooks.Ready = func(supervisor.Worker) {
-			live++
-			metrics.WorkersLive(live)
+		// Changes go out at once; reportPool repeats them every second.
+		send := func() {
+			s := p.state()
+			metrics.SetPool(s.Ready, s.Configured, s.Busy)
 		}
-		hooks.Exit = func(_ supervisor.Worker, reason supervisor.Reason, wasReady bool, _ error) {
-			if wasReady {
-				live--
-				metrics.WorkersLive(live)
-			}
+		hooks.Ready = func(supervisor.Worker) { send() }
+		hooks.Exit = func(_ supervisor.Worker, reason supervisor.Reason, _ bool, _ error) {
+			send()
 			if reason != supervisor.ReasonShutdown {
 				metrics.WorkerRestart(string(reason))
 			}
 		}
+		poolHooks.Scaled = func(int) { send() }
+		ctx, stop := context.WithCancel(context.Background())
+		reported := make(chan struct{})
+		go func() {
+			defer close(reported)
+			reportPool(ctx, p, metrics, ReadBuildInfo(), time.Now, poolGaugeEvery)
+		}()
+		// Before metrics.Close (deferred earlier, so run later).
+		defer func() { stop(); <-reported }()
 	}
 	if metrics != nil {
 		var sent func()
@@ -245,8 +253,6 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	}
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
-	p := newPool(o.Workers)
-	poolHooks := notifyHooks(notify, log)
 	hooks, poolHooks = p.hooks(hooks, poolHooks)
 	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
 	if err != nil {
@@ -305,8 +311,19 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return fail(err)
 	}
+	if o.WorkerProcs > 0 {
+		runtime.GOMAXPROCS(o.WorkerProcs)
+	}
 	opts := o.workerOptions()
 	opts.Logger = log
+	access, err := openAccessLog(o.AccessLog, app.Stdout)
+	if err != nil {
+		return fail(err)
+	}
+	if access != nil {
+		defer access.close(log)
+		opts.AccessLog = access.AccessLog
+	}
 	opts.MaxRequests = child.MaxRequests()
 	opts.Configure = app.Server
 	var totals *totalsSender
@@ -334,6 +351,7 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	}
 
 	report := func() error {
+		access.warnDropped(log)
 		p := srv.Progress()
 		totals.send()
 		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})

@@ -63,6 +63,17 @@ type Options struct {
 	// MaxRequestsJitter (-max-requests-jitter) adds a random 0..N to each
 	// worker's MaxRequests.
 	MaxRequestsJitter uint64
+	// AccessLog (-access-log) is where each worker writes one Common Log
+	// Format line per request: a file path (opened for appending; every
+	// worker writes whole lines) or "-" for standard output; empty: off. The
+	// lines go through a buffer that never blocks a request; a line that
+	// finds it full is dropped and counted (logged by the worker).
+	AccessLog string
+	// WorkerProcs (-worker-procs) is each worker's GOMAXPROCS; 0 leaves Go's
+	// default (the CPUs this process may use). With N workers on C CPUs,
+	// C/N (at least 1) keeps the workers' schedulers from competing for
+	// the same CPUs.
+	WorkerProcs int
 	// PIDFile (-pidfile) is where the supervisor writes its process ID at
 	// start (atomically: a temporary file renamed), removed when it exits
 	// if it still holds that ID; empty: none.
@@ -154,6 +165,8 @@ func (o *Options) flags(name string) *flag.FlagSet {
 	fs.IntVar(&o.MaxBodyBytes, "max-body-bytes", o.MaxBodyBytes, "largest request body (larger: 413)")
 	fs.IntVar(&o.MaxConns, "max-conns", o.MaxConns, "most connections one worker serves at once")
 	fs.DurationVar(&o.Linger, "linger", o.Linger, "after a 400/413/431, how long to read what the client still sends so it gets the response (negative: off)")
+	fs.StringVar(&o.AccessLog, "access-log", o.AccessLog, "each worker logs every request to `file` (\"-\": standard output) in Common Log Format, never blocking a request; empty: off")
+	fs.IntVar(&o.WorkerProcs, "worker-procs", o.WorkerProcs, "GOMAXPROCS of each worker (0: Go's default, all usable CPUs)")
 	fs.StringVar(&o.PIDFile, "pidfile", o.PIDFile, "write the supervisor's process ID to `file` at start (atomically), remove it at exit; empty: none")
 	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "loopback `address` of the supervisor's admin endpoint (GET /healthz, /audit, /debug/pprof/); empty: off")
 	return fs
@@ -202,6 +215,9 @@ func (o *Options) Validate() error {
 	}
 	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 		return fmt.Errorf("-listen %q: host must be an IP address or localhost", o.Listen)
+	}
+	if o.WorkerProcs < 0 || o.WorkerProcs > 1024 {
+		return fmt.Errorf("-worker-procs %d: must be from 0 (Go's default) to 1024", o.WorkerProcs)
 	}
 	if o.Workers < 1 || o.Workers > 1024 {
 		return fmt.Errorf("-workers %d: must be from 1 to 1024", o.Workers)

@@ -1,11 +1,49 @@
 package forkwatch
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/forkwatch/forkwatch/statsd"
 	"github.com/forkwatch/forkwatch/supervisor"
 )
+
+// poolGaugeEvery is how often the supervisor re-sends its gauges, so that
+// an exporter that restarted (and so forgot them) has them again within a
+// second or two. mapping.yml gives them a ttl of 30s: a supervisor that
+// stopped sending loses them.
+const poolGaugeEvery = time.Second
+
+// poolGauges is what reportPool needs of a statsd.Client.
+type poolGauges interface {
+	SetPool(ready, configured, busy int)
+	SetBuildInfo(version, goVersion string)
+}
+
+var _ poolGauges = (*statsd.Client)(nil)
+
+// reportPool sends the pool gauges and the build info every interval
+// (poolGaugeEvery) until ctx is done, but only while the supervisor's event loop beats: a
+// stuck supervisor's gauges expire (ttl) and ForkwatchMetricsAbsent fires.
+func reportPool(ctx context.Context, p *pool, g poolGauges, bi BuildInfo, now func() time.Time, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	g.SetBuildInfo(bi.Version, bi.GoVersion)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := p.state()
+		if s.Beat.IsZero() || now().Sub(s.Beat) > healthStale {
+			continue
+		}
+		g.SetPool(s.Ready, s.Configured, s.Busy)
+		g.SetBuildInfo(bi.Version, bi.GoVersion)
+	}
+}
 
 // pool is the supervisor's view of its workers for /healthz and the pool
 // gauges. The supervisor's hooks write it from its event goroutine; the

@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/forkwatch/forkwatch/internal/stacktest"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 // The fixed label sets of request_count for the demo app: whatever a client
@@ -240,7 +241,8 @@ func checkLabels(t *testing.T, series []stacktest.Series) {
 // own, nothing else.
 func checkFamilies(t *testing.T, fams map[string]*dto.MetricFamily) {
 	t.Helper()
-	ours := set("request_count", "request_latency_seconds", "forkwatch_workers", "forkwatch_worker_restarts_total", "forkwatch_build_info")
+	ours := set(statsd.RequestCount, statsd.RequestLatency, statsd.Workers, statsd.WorkerRestarts+"_total",
+		statsd.WorkersConfigured, statsd.WorkersBusy, statsd.BuildInfo)
 	for name := range fams {
 		if !ours[name] && !exporterOwn(name) {
 			t.Errorf("exporter exposes %s, which forkwatch does not send", name)

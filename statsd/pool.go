@@ -14,7 +14,21 @@ const (
 	// BuildInfo is always 1; tags app_name, version, goversion say which
 	// build the supervisor runs.
 	BuildInfo = "forkwatch_build_info"
+	// WorkersConfigured gauges the pool size the supervisor keeps (-workers,
+	// changed by SIGTTIN/SIGTTOU); tag app_name.
+	WorkersConfigured = "forkwatch_workers_configured"
+	// WorkersBusy gauges the ready workers with a request in flight at
+	// their last report; tag app_name.
+	WorkersBusy = "forkwatch_workers_busy"
 )
+
+// SetPool sets the pool gauges: ready workers (Workers), the configured
+// pool size and the busy workers.
+func (c *Client) SetPool(ready, configured, busy int) {
+	c.gauge(Workers, float64(ready))
+	c.gauge(WorkersConfigured, float64(configured))
+	c.gauge(WorkersBusy, float64(busy))
+}
 
 // SetBuildInfo sets the build-info gauge (value 1) for version and
 // goVersion.

@@ -21,11 +21,15 @@ func TestPoolGaugeTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetBuildInfo("v1.2.0+dirty", "go1.26.8")
+	c.SetPool(4, 5, 2)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		BuildInfo: "forkwatch_build_info:1|g|#app_name:webapp,version:v1.2.0+dirty,goversion:go1.26.8",
+		BuildInfo:         "forkwatch_build_info:1|g|#app_name:webapp,version:v1.2.0+dirty,goversion:go1.26.8",
+		Workers:           "forkwatch_workers:4|g|#app_name:webapp",
+		WorkersConfigured: "forkwatch_workers_configured:5|g|#app_name:webapp",
+		WorkersBusy:       "forkwatch_workers_busy:2|g|#app_name:webapp",
 	}
 	lines := readLines(t, conn, len(want))
 	got := map[string]string{}

@@ -157,7 +157,7 @@ type Options struct {
 	// The supervisor takes it over and closes it when Run returns. Not with
 	// ReusePort.
 	Listener *os.File
-	// Pool observe the pool as a whole.
+	// Pool are hooks that observe the pool as a whole (see PoolHooks).
 	Pool PoolHooks
 }
 

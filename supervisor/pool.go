@@ -1,7 +1,7 @@
 package supervisor
 
 import (
-	"fmt"
+	"errors"
 	"time"
 )
 
@@ -30,7 +30,7 @@ type PoolHooks struct {
 
 // ErrReloadAborted is passed to PoolHooks.Reloaded when a new worker failed
 // to start and the reload stopped.
-var ErrReloadAborted = fmt.Errorf("supervisor: reload aborted")
+var ErrReloadAborted = errors.New("supervisor: reload aborted")
 
 // servingCheck calls PoolHooks.Serving the first time every slot's worker
 // is ready.

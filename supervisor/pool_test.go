@@ -2,15 +2,21 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// envTestFailIf names a file whose existence makes a test worker fail at
+// start.
+const envTestFailIf = "FORKWATCH_TEST_FAIL_IF"
 
 // TestMain runs the test binary as a worker when a test's supervisor
 // started it: ready at once, then idle until told to stop.
@@ -26,6 +32,12 @@ func testWorker() int {
 	if err != nil {
 		return 3
 	}
+	if f := os.Getenv(envTestFailIf); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			_ = c.Fatal(errors.New("told to fail"))
+			return 1
+		}
+	}
 	if _, err := c.Listener(); err != nil {
 		_ = c.Fatal(err)
 		return 3
@@ -38,7 +50,8 @@ func testWorker() int {
 }
 
 // TestPoolHooks drives a supervisor of test-binary workers through boot,
-// reload, scale and stop, and checks the pool hooks' order.
+// reload, a reload whose new worker fails, scale and stop, and checks the
+// pool hooks' order.
 func TestPoolHooks(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
@@ -47,11 +60,13 @@ func TestPoolHooks(t *testing.T) {
 	var beats sync.WaitGroup
 	beats.Add(1)
 	var beatOnce sync.Once
+	failIf := filepath.Join(t.TempDir(), "fail")
 	s, err := New(Options{
 		Addr:    "127.0.0.1:0",
 		Workers: 2,
 		Path:    os.Args[0],
 		Args:    []string{"-test.run=^$"},
+		Env:     append(os.Environ(), envTestFailIf+"="+failIf),
 		Stdout:  io.Discard, Stderr: io.Discard,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Pool: PoolHooks{
@@ -90,13 +105,21 @@ func TestPoolHooks(t *testing.T) {
 	beats.Wait()
 	s.Reload()
 	wait("reloading reloaded")
+	if err := os.WriteFile(failIf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
+	wait("reloading reloaded reloading reload-failed")
+	if err := os.Remove(failIf); err != nil {
+		t.Fatal(err)
+	}
 	s.Scale(1)
 	wait("scaled:3")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got, want := seen(), "serving:2 reloading reloaded scaled:3 stopping"; got != want {
+	if got, want := seen(), "serving:2 reloading reloaded reloading reload-failed scaled:3 stopping"; got != want {
 		t.Errorf("pool hooks %q, want %q", got, want)
 	}
 }

@@ -89,6 +89,10 @@ type Options struct {
 	// MaxRequests, if set, closes the channel Full returns once this many
 	// requests have finished, so the worker can ask to be recycled at once.
 	MaxRequests uint64
+	// AccessLog, if set, receives one Common Log Format line per request
+	// (rejected ones included), without ever blocking a request. The
+	// caller closes it after Shutdown.
+	AccessLog *AccessLog
 	// Configure, if set, is called with the fasthttp.Server once New has
 	// set it up, to change settings these Options do not name (Concurrency
 	// limits, ReduceMemoryUsage, TLS config, ...). It must leave Handler and
@@ -153,6 +157,7 @@ type Server struct {
 	linger   time.Duration
 	// acceptFailed counts accepts that failed for lack of descriptors.
 	acceptFailed atomic.Uint64
+	access       *AccessLog
 }
 
 // New returns a Server for routes, or the first option that cannot work.
@@ -164,7 +169,7 @@ func New(routes Routes, opts Options) (*Server, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{}), linger: opts.Linger}
+	s := &Server{routes: routes, rec: opts.Recorder, log: opts.Logger, max: opts.MaxRequests, full: make(chan struct{}), linger: opts.Linger, access: opts.AccessLog}
 	if s.rec == nil {
 		s.rec = nopRecorder{}
 	}
@@ -206,12 +211,12 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWith
 
 // Progress is what a supervisor needs to tell a busy worker from a hung one.
 type Progress struct {
-	Handled  uint64        // requests finished
+	Handled uint64 // requests finished
 	// AcceptFailed counts accepts that failed for lack of descriptors or
 	// memory and were retried (see patientListener).
 	AcceptFailed uint64
-	Busy     time.Duration // age of the oldest request in progress; 0 when idle
-	BusyWith string        // that request's endpoint label
+	Busy         time.Duration // age of the oldest request in progress; 0 when idle
+	BusyWith     string        // that request's endpoint label
 }
 
 // Progress reports requests finished and the oldest request in progress.
@@ -241,6 +246,9 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, endpoint string, start time.Ti
 	}
 	slot.end(ctx.ID())
 	s.rec.Record(Method(ctx.Method()), endpoint, ctx.Response.StatusCode(), time.Since(start))
+	if s.access != nil {
+		s.access.log(ctx, true)
+	}
 	s.count()
 }
 
@@ -275,6 +283,9 @@ func (s *Server) rejected(ctx *fasthttp.RequestCtx, err error) {
 	// the request, which then says GET whatever was sent), so rejections
 	// are all OTHER: one series per status, and no label that lies.
 	s.rec.Record(MethodOther, Unmatched, status, time.Since(ctx.Time()))
+	if s.access != nil {
+		s.access.log(ctx, false)
+	}
 	s.count()
 }
 

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -52,6 +53,25 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "stack: -%s %q: %v\n", name, a, err)
 			return 2
 		}
+	}
+	// Before anything starts: a port another program holds would make a
+	// readiness probe talk to that program, or stop us half-way.
+	ports := []port{
+		{what: "app", addr: *appAddr, tcp: true, makeVar: "APP_ADDR"},
+		{what: "admin endpoint", addr: *adminAddr, tcp: true, makeVar: "ADMIN_ADDR"},
+		{what: "exporter DogStatsD", addr: *statsdAddr, tcp: true, udp: true, makeVar: "STATSD_ADDR"},
+		{what: "exporter", addr: *exporterAddr, tcp: true, makeVar: "EXPORTER_ADDR"},
+		{what: "Prometheus", addr: *promAddr, tcp: true, makeVar: "PROMETHEUS_ADDR"},
+	}
+	if *adminAddr == "" {
+		ports = slices.Delete(ports, 1, 2)
+	}
+	if *unixgram != "" { // the exporter then has no UDP/TCP listener
+		ports = slices.DeleteFunc(ports, func(p port) bool { return p.makeVar == "STATSD_ADDR" })
+	}
+	if err := checkPorts(ports); err != nil {
+		fmt.Fprintf(os.Stderr, "stack: %v\n", err)
+		return 1
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "stack")
 

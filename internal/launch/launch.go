@@ -16,13 +16,16 @@
 package launch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/forkwatch/forkwatch/internal/proctree"
 )
 
 // Defaults: every address is on loopback, so nothing is reachable from
@@ -306,7 +311,7 @@ func StartExporter(ctx context.Context, cfg Config) (*Process, error) {
 		}
 	}
 	env := append(os.Environ(), "GOGC="+ExporterGOGC)
-	p, err := start(ctx, cfg, "statsd_exporter", bin, args, env, "http://"+cfg.ExporterAddr, "/metrics")
+	p, err := start(ctx, cfg, "statsd_exporter", bin, args, env, "http://"+cfg.ExporterAddr, "/metrics", isExporter)
 	if err != nil {
 		return nil, err
 	}
@@ -338,9 +343,76 @@ func StartPrometheus(ctx context.Context, cfg Config) (*Process, error) {
 		"--config.file=" + conf,
 		"--storage.tsdb.path=" + filepath.Join(cfg.Dir, "data"),
 		"--web.listen-address=" + cfg.PrometheusAddr,
-		"--web.enable-lifecycle",
+		// No --web.enable-lifecycle: nothing here needs /-/quit or
+		// /-/reload, and they would let any local process stop it.
 	}
-	return start(ctx, cfg, "prometheus", bin, args, nil, "http://"+cfg.PrometheusAddr, "/-/ready")
+	return start(ctx, cfg, "prometheus", bin, args, nil, "http://"+cfg.PrometheusAddr, "/-/ready",
+		isPrometheus(cfg.PrometheusAddr, conf))
+}
+
+// ErrNotOurs is returned when the address a process was started on
+// answers, but not as that process: another program holds the port (and
+// ours, failing to bind, is about to exit).
+var ErrNotOurs = errors.New("launch: another program answers on the port")
+
+// isExporter checks that a /metrics answer is a statsd_exporter's, and
+// that the exporter answering is ours: it holds the listening socket (read
+// from /proc; skipped where that cannot be read). Another exporter on the
+// port, from another run, would answer the same metrics.
+func isExporter(_ context.Context, _ *http.Client, p *Process, base string, body []byte) error {
+	if !bytes.Contains(body, []byte("\nstatsd_exporter_")) {
+		return fmt.Errorf("%w: its /metrics has no statsd_exporter_ metrics", ErrNotOurs)
+	}
+	u, err := neturl.Parse(base)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil || p.cmd == nil {
+		return nil
+	}
+	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
+		return nil // no /proc to ask
+	}
+	ours, err := proctree.ListensOn(p.PID(), port)
+	if err != nil {
+		// Typically ours has just exited (it could not bind): asked again,
+		// waitHTTP sees the exit.
+		return fmt.Errorf("launch: who holds port %d: %w", port, err)
+	}
+	if !ours {
+		return fmt.Errorf("%w: a statsd_exporter that is not the one started (pid %d)", ErrNotOurs, p.PID())
+	}
+	return nil
+}
+
+// isPrometheus checks that the Prometheus answering is the one started
+// here: its flags name our listen address and config file.
+func isPrometheus(listen, config string) checkFunc {
+	return func(ctx context.Context, client *http.Client, _ *Process, base string, _ []byte) error {
+		req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/status/flags", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var flags struct {
+			Data map[string]string `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&flags); err != nil {
+			return fmt.Errorf("%w: /api/v1/status/flags: %v", ErrNotOurs, err)
+		}
+		if got := flags.Data["web.listen-address"]; got != listen {
+			return fmt.Errorf("%w: a Prometheus with --web.listen-address=%s", ErrNotOurs, got)
+		}
+		if got := flags.Data["config.file"]; got != config {
+			return fmt.Errorf("%w: a Prometheus with --config.file=%s", ErrNotOurs, got)
+		}
+		return nil
+	}
 }
 
 // WritePrometheusConfig lays out dir as Prometheus's config directory: the
@@ -369,29 +441,42 @@ func WritePrometheusConfig(root, dir, exporterAddr string) (string, error) {
 	return filepath.Join(dir, "prometheus.yml"), nil
 }
 
-// start runs bin and waits until url+probe answers 200.
-func start(ctx context.Context, cfg Config, name, bin string, args, env []string, url, probe string) (*Process, error) {
+// checkFunc tells whether the process answering at base (probe's body
+// given) is the one started; an error wrapping ErrNotOurs says it is not.
+type checkFunc func(ctx context.Context, client *http.Client, p *Process, base string, body []byte) error
+
+// start runs bin and waits until url+probe answers 200 and check accepts
+// the answer.
+func start(ctx context.Context, cfg Config, name, bin string, args, env []string, url, probe string, check checkFunc) (*Process, error) {
 	p, err := startProcess(name, bin, args, env, "", cfg.Stdout, cfg.Stderr, url, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, p, url+probe); err != nil {
+	if err := waitHTTP(ctx, p, url, probe, check); err != nil {
 		_ = p.Stop(5 * time.Second)
 		return nil, err
 	}
 	return p, nil
 }
 
-func waitHTTP(ctx context.Context, p *Process, url string) error {
+func waitHTTP(ctx context.Context, p *Process, base, probe string, check checkFunc) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
+	url := base + probe
 	for {
 		resp, err := client.Get(url)
 		if err == nil {
+			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+			if resp.StatusCode == http.StatusOK && rerr == nil {
+				err := check(ctx, client, p, base, body)
+				if err == nil {
+					return nil
+				}
+				if errors.Is(err, ErrNotOurs) {
+					return fmt.Errorf("launch: %s: %s: %w", p.Name, base, err)
+				}
 			}
 		}
 		select {

@@ -1,6 +1,7 @@
 package proctree
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -35,5 +36,24 @@ func TestChildrenAndAlive(t *testing.T) {
 	_ = cmd.Wait()
 	if Alive(-1) {
 		t.Error("Alive(-1) = true")
+	}
+}
+
+func TestListensOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	if ok, err := ListensOn(os.Getpid(), port); !ok || err != nil {
+		t.Errorf("ListensOn(self, %d) = %v, %v; want true", port, ok, err)
+	}
+	if ok, err := ListensOn(1, port); ok {
+		t.Errorf("ListensOn(1, %d) = %v, %v; want false", port, ok, err)
+	}
+	ln.Close()
+	if ok, err := ListensOn(os.Getpid(), port); ok || err != nil {
+		t.Errorf("after close: ListensOn = %v, %v; want false", ok, err)
 	}
 }
