@@ -124,9 +124,12 @@ const remainderTries = 30
 // not-yet-sent metrics, passed like the listening socket) and, when a
 // worker has exited and been reaped, sends what it left there: nothing
 // after a clean exit, its last window after a SIGKILL.
-// The returned wait blocks until every remainder is sent.
+// A remainder the exporter does not take is retried every second, up to
+// remainderTries; the returned finish makes every retry loop try once more
+// and give up, and waits for them: a stop never waits on a dead exporter.
 func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) (supervisor.Hooks, func()) {
 	var sending sync.WaitGroup
+	stopping := make(chan struct{})
 	pending := map[int]*statsd.Segment{} // by slot, between Files and Spawn
 	byPID := map[int]*statsd.Segment{}
 	files, spawn, exit := h.Files, h.Spawn, h.Exit
@@ -167,6 +170,7 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 				defer seg.Close()
 				// The exporter may be restarting: a few tries, then what
 				// is left is counted as lost in the log.
+				final := false
 				for try := 1; ; try++ {
 					r, err := metrics.SendRemainder(seg)
 					if r.Requests() > 0 || r.Samples > 0 || r.Unwritten > 0 {
@@ -176,13 +180,17 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 					if err == nil {
 						return
 					}
-					if try == remainderTries {
+					if final || try >= remainderTries {
 						t := seg.Totals()
 						log.Error("metrics a worker left unsent are lost", "worker", w.ID, "pid", w.PID, "err", err,
 							"dropped_samples", t.DroppedSamples)
 						return
 					}
-					time.Sleep(time.Second)
+					select {
+					case <-time.After(time.Second):
+					case <-stopping: // the supervisor is exiting: one last try
+						final = true
+					}
 				}
 			}()
 		}
@@ -190,7 +198,10 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 			exit(w, reason, wasReady, err)
 		}
 	}
-	return h, sending.Wait
+	return h, func() {
+		close(stopping)
+		sending.Wait()
+	}
 }
 
 // supervise runs the pool and turns its lifecycle events into logs (the

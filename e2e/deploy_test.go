@@ -490,7 +490,7 @@ type k8sDoc struct {
 			Spec struct {
 				Containers     []k8sContainer `yaml:"containers"`
 				InitContainers []k8sContainer `yaml:"initContainers"`
-				Volumes    []struct {
+				Volumes        []struct {
 					Name      string `yaml:"name"`
 					ConfigMap struct {
 						Name string `yaml:"name"`
