@@ -55,15 +55,15 @@ e2e: build
 # The first hour, against a running `make run`: `make load` records the
 # totals, sends a bounded load over the demo routes and saves what it sent in
 # $(LOAD_RECORD); `make verify` compares what Prometheus saw since with it.
-# LOAD_ARGS adds flags (e.g. LOAD_ARGS="-d 10s -c 16"; see bin/webapp load -h).
+# LOAD_ARGS adds flags (e.g. LOAD_ARGS="-d 10s -c 16"; see bin/fwctl load -h).
 LOAD_N      ?= 2000
 LOAD_C      ?= 8
 LOAD_RECORD ?= .run/last-load.json
 load: build
-	./bin/webapp load -url http://$(APP_ADDR) -exporter http://$(EXPORTER_ADDR) -prometheus http://$(PROMETHEUS_ADDR) -n $(LOAD_N) -c $(LOAD_C) -record $(LOAD_RECORD) $(LOAD_ARGS)
+	./bin/fwctl load -url http://$(APP_ADDR) -exporter http://$(EXPORTER_ADDR) -prometheus http://$(PROMETHEUS_ADDR) -n $(LOAD_N) -c $(LOAD_C) -record $(LOAD_RECORD) $(LOAD_ARGS)
 
 verify: build
-	./bin/webapp verify -prometheus http://$(PROMETHEUS_ADDR) -record $(LOAD_RECORD)
+	./bin/fwctl verify -prometheus http://$(PROMETHEUS_ADDR) -record $(LOAD_RECORD)
 
 # Fuzz targets (package:name). Their seed corpora run in every `go test`;
 # `make test` also fuzzes each for FUZZ_SHORT, `make fuzz` for FUZZTIME.

@@ -54,7 +54,7 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 		t.Fatalf("after 400 requests with the exporter up, want 400 served and none missing:\n%s", printed(r))
 	}
 	if out, code := runAuditCLI(t, prom.URL, adminURL); code != 0 || !strings.Contains(out, "exact: 400 served") {
-		t.Errorf("webapp audit: exit %d, want 0 and 'exact: 400 served':\n%s", code, out)
+		t.Errorf("fwctl audit: exit %d, want 0 and 'exact: 400 served':\n%s", code, out)
 	}
 
 	// K: the exporter is down; these counts are lost on the way.
@@ -116,7 +116,7 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 		want = fmt.Sprintf("%d missing", m)
 	}
 	if (code == 0) != (m == 0) || !strings.Contains(out, want) {
-		t.Errorf("webapp audit after the restart: exit %d, want %q:\n%s", code, want, out)
+		t.Errorf("fwctl audit after the restart: exit %d, want %q:\n%s", code, want, out)
 	}
 	t.Logf("fault: exporter restart under load over UDP: sent %d (%d while the exporter was down, %d near the restart), answered OK %d, counted %d, lost %d, duplicated 0\n%s",
 		400+k+250, k, late, 400+k+250, 400+k+250-m, m, printed(r))
@@ -153,11 +153,11 @@ func sendPaced(t *testing.T, url string, n int, pace time.Duration) []time.Time 
 
 func runAuditCLI(t *testing.T, promURL, adminURL string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(stacktest.Webapp(t), "audit", "-prometheus", promURL, "-admin", adminURL, "-wait", "0")
+	cmd := exec.Command(stacktest.Fwctl(t), "audit", "-prometheus", promURL, "-admin", adminURL, "-wait", "0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
-			t.Fatalf("webapp audit: %v", err)
+			t.Fatalf("fwctl audit: %v", err)
 		}
 	}
 	return string(out), cmd.ProcessState.ExitCode()

@@ -19,7 +19,7 @@ import (
 	"github.com/forkwatch/forkwatch/internal/verify"
 )
 
-// TestLoadThenVerify runs `webapp load` then `webapp verify` against a real
+// TestLoadThenVerify runs `fwctl load` then `fwctl verify` against a real
 // stack, as `make load` and `make verify` do against `make run`: traffic
 // before the load must not matter, the table must show zero difference, and
 // traffic after the load started must make verify fail.
@@ -27,7 +27,7 @@ func TestLoadThenVerify(t *testing.T) {
 	exporter := stacktest.Exporter(t)
 	prom := stacktest.Prometheus(t, exporter.URL)
 	app := stacktest.StartApp(t, 3, "-statsd-addr", exporter.StatsdAddr)
-	bin := stacktest.Webapp(t)
+	fwctl := stacktest.Fwctl(t)
 	record := filepath.Join(t.TempDir(), "last-load.json")
 
 	// Earlier traffic (a user's curls): not part of the load. Sent right
@@ -35,10 +35,10 @@ func TestLoadThenVerify(t *testing.T) {
 	getN(t, app.URL+"/test/", 5)
 	getN(t, app.URL+"/test1/", 2)
 
-	out, code := runWebapp(t, bin, "load", "-url", app.URL, "-exporter", exporter.URL, "-prometheus", prom.URL,
+	out, code := runWebapp(t, fwctl, "load", "-url", app.URL, "-exporter", exporter.URL, "-prometheus", prom.URL,
 		"-n", "1500", "-c", "4", "-record", record)
 	if code != 0 || !strings.Contains(out, "sent 1500 requests") {
-		t.Fatalf("webapp load: exit %d, want 0 and 1500 sent:\n%s", code, out)
+		t.Fatalf("fwctl load: exit %d, want 0 and 1500 sent:\n%s", code, out)
 	}
 	rec, err := verify.Load(record)
 	if err != nil {
@@ -61,10 +61,10 @@ func TestLoadThenVerify(t *testing.T) {
 		t.Errorf("recorded as sent %v, want %v", got, wantSent)
 	}
 
-	out, code = runWebapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "30s")
-	t.Logf("webapp verify:\n%s", out)
+	out, code = runWebapp(t, fwctl, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "30s")
+	t.Logf("fwctl verify:\n%s", out)
 	if code != 0 || !strings.Contains(out, "verify: OK") {
-		t.Fatalf("webapp verify: exit %d, want 0 and OK", code)
+		t.Fatalf("fwctl verify: exit %d, want 0 and OK", code)
 	}
 	rows := tableRows(out)
 	if len(rows) != len(wantSent) {
@@ -87,9 +87,9 @@ func TestLoadThenVerify(t *testing.T) {
 		got := stacktest.Query(t, prom.URL, `sum(request_count{endpoint="/test/", http_status="200"})`)
 		return len(got) == 1 && got[0].Value == 908, fmt.Sprintf("Prometheus has %v, want 5+900+3", got)
 	})
-	out, code = runWebapp(t, bin, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "20s")
+	out, code = runWebapp(t, fwctl, "verify", "-prometheus", prom.URL, "-record", record, "-wait", "20s")
 	if code != 1 || !strings.Contains(out, "FAILED") {
-		t.Fatalf("webapp verify after 3 extra requests: exit %d, want 1 and FAILED:\n%s", code, out)
+		t.Fatalf("fwctl verify after 3 extra requests: exit %d, want 1 and FAILED:\n%s", code, out)
 	}
 	if row := tableRows(out)["/test/ 200"]; len(row) < 6 || row[5] != "+3" {
 		t.Errorf("verify row /test/ 200 after 3 extra requests = %q, want difference +3\n%s", row, out)

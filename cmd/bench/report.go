@@ -429,7 +429,7 @@ internal/loadgen in bin/bench's own process offers %.0f requests per second (%.2
 	b.WriteString(r.satTable())
 	fmt.Fprintf(&b, "\nThe workers' own metric send errors (logged by each worker at exit): %s.\n", r.sendErrors)
 
-	b.WriteString("\n## The accounting audit after the run\n\n`webapp audit` logic (verify.WaitAudit) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, measured rounds at both loads and saturation runs):\n\n```\n")
+	b.WriteString("\n## The accounting audit after the run\n\n`fwctl audit` logic (verify.WaitAudit) against forkwatch's Prometheus and the supervisor's ledger (-admin-addr), covering every request of the run above (warm-ups, measured rounds at both loads and saturation runs):\n\n```\n")
 	var ab strings.Builder
 	_ = r.audit.Print(&ab)
 	b.WriteString(ab.String())

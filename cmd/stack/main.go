@@ -39,7 +39,7 @@ func run() int {
 	exporterAddr := fs.String("exporter", launch.DefaultExporterAddr, "exporter web `address`")
 	promAddr := fs.String("prometheus", launch.DefaultPrometheusAddr, "Prometheus web `address`")
 	webapp := fs.String("webapp", "bin/webapp", "webapp `binary`")
-	adminAddr := fs.String("admin", "127.0.0.1:5050", "the supervisor's admin `address` for `webapp audit` (empty: off)")
+	adminAddr := fs.String("admin", "127.0.0.1:5050", "the supervisor's admin `address` for `fwctl audit` (empty: off)")
 	dir := fs.String("dir", ".run", "`directory` for Prometheus's config and data")
 	root := fs.String("root", ".", "project `root` (mapping.yml, prometheus.yml)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -156,7 +156,7 @@ forkwatch is up:
   accounting audit    %[6]s
 Ctrl-C stops everything.
 
-`, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(*webapp, prom.URL, *adminAddr))
+`, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(filepath.Join(filepath.Dir(*webapp), "fwctl"), prom.URL, *adminAddr))
 
 	code := 0
 	select {
@@ -195,11 +195,11 @@ const (
 )
 
 // auditHint is the command that audits this stack, for the banner.
-func auditHint(webapp, promURL, adminAddr string) string {
+func auditHint(fwctl, promURL, adminAddr string) string {
 	if adminAddr == "" {
 		return "off (-admin)"
 	}
-	return fmt.Sprintf("%s audit -prometheus %s -admin http://%s", webapp, promURL, adminAddr)
+	return fmt.Sprintf("%s audit -prometheus %s -admin http://%s", fwctl, promURL, adminAddr)
 }
 
 func stop(log *slog.Logger, p *launch.Process) {

@@ -9,22 +9,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/forkwatch/forkwatch"
-	"github.com/forkwatch/forkwatch/worker"
+	"github.com/forkwatch/forkwatch/internal/demo"
 )
 
 const about = `webapp: the forkwatch demo app: a supervisor and prefork fasthttp workers that
-send exact request metrics as DogStatsD to statsd_exporter.
+send exact request metrics as DogStatsD to statsd_exporter. (Loads and checks
+against a running stack are fwctl's: fwctl -h.)
 
 Usage:
   webapp [flags]           serve (the supervisor re-executes itself for each worker)
-  webapp load [flags]      send a bounded load and record it (webapp load -h)
-  webapp verify [flags]    compare the last load with Prometheus (webapp verify -h)
-  webapp audit [flags]     compare what the workers served with what Prometheus saw (webapp audit -h)
   webapp healthz [flags]   ask the admin endpoint whether the server is healthy (a probe; webapp healthz -h)
   webapp version           print the version and the Go version (also: webapp -version)
 
@@ -40,19 +35,13 @@ func main() {
 func run(args []string) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "load":
-			return runLoad(args[1:], os.Stdout, os.Stderr)
-		case "verify":
-			return runVerify(args[1:], os.Stdout, os.Stderr)
-		case "audit":
-			return runAudit(args[1:])
 		case "healthz":
 			return runHealthz(args[1:], os.Stdout, os.Stderr)
 		case "version":
 			return runVersion(os.Stdout)
 		}
 	}
-	return forkwatch.Main(forkwatch.App{Name: "webapp", About: about, Routes: routes, Args: args})
+	return forkwatch.Main(forkwatch.App{Name: "webapp", About: about, Routes: demo.Routes, Args: args})
 }
 
 // runVersion prints what -version prints.
@@ -60,19 +49,3 @@ func runVersion(w io.Writer) int {
 	fmt.Fprintf(w, "webapp version %s\n", forkwatch.ReadBuildInfo())
 	return 0
 }
-
-// routes are the Flask demo's routes.
-func routes() (worker.Routes, error) {
-	m := worker.NewMux()
-	m.Handle("/test/", func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString("rest")
-	})
-	m.Handle("/test1/", func(ctx *fasthttp.RequestCtx) {
-		ctx.SetBodyString(strconv.Itoa(1 / zero)) // panics: the middleware answers 500
-	})
-	return m, nil
-}
-
-// zero is a variable so that the division in /test1/ happens at run time.
-var zero = 0

@@ -1,6 +1,6 @@
 // Package loadgen sends a bounded load of HTTP GET requests over a weighted
 // mix of paths and counts every answer by path and status. It is the engine
-// of `webapp load`: it knows HTTP clients and counting, nothing about metrics.
+// of `fwctl load`: it knows HTTP clients and counting, nothing about metrics.
 //
 // Each request is sent once: the client never retries, so the counts here are
 // exactly the requests the server saw (a request that failed in transport is

@@ -77,6 +77,12 @@ func Webapp(t testing.TB) string {
 	return Build(t, "./cmd/webapp")
 }
 
+// Fwctl builds cmd/fwctl (fwctl load, verify, audit) once per test binary.
+func Fwctl(t testing.TB) string {
+	t.Helper()
+	return Build(t, "./cmd/fwctl")
+}
+
 // Build builds the main package at pkg (relative to the project root) once
 // per test binary and returns the binary's path.
 func Build(t testing.TB, pkg string) string {

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// DefaultRecordPath is where `webapp load` saves its record and `webapp
+// DefaultRecordPath is where `fwctl load` saves its record and `webapp
 // verify` reads it, relative to the working directory (the project root
 // under make).
 const DefaultRecordPath = ".run/last-load.json"
@@ -36,7 +36,7 @@ type Sent struct {
 // LoadMethod is the method of every request a load sends.
 const LoadMethod = "GET"
 
-// Record is what `webapp load` saves and `webapp verify` checks.
+// Record is what `fwctl load` saves and `fwctl verify` checks.
 type Record struct {
 	// Started and Finished bound the load.
 	Started  time.Time `json:"started"`
@@ -108,7 +108,7 @@ func (r *Record) Save(path string) error {
 func Load(path string) (*Record, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w at %s: run `webapp load` (make load) first", ErrNoRecord, path)
+		return nil, fmt.Errorf("%w at %s: run `fwctl load` (make load) first", ErrNoRecord, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)

@@ -3,8 +3,8 @@
 // exporter) shows, per request_count series.
 //
 // It is the client side of forkwatch's accounting; the server side, which
-// must not link a Prometheus client, is package ledger. `webapp load`,
-// `webapp verify`, `webapp audit`, `make bench` and the e2e tests all use it:
+// must not link a Prometheus client, is package ledger. `fwctl load`,
+// `fwctl verify`, `fwctl audit`, `make bench` and the e2e tests all use it:
 // one key type (ledger.Key), one reader of Prometheus, one parser of the
 // exporter's text format (client_golang's expfmt), one settle loop, one
 // table.

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"time"
 
 	"github.com/forkwatch/forkwatch/internal/verify"
@@ -13,10 +13,10 @@ import (
 // request_count samples in Prometheus (-prometheus) and prints, per series,
 // served, seen by Prometheus and missing. Exit 0: all match; 1: some count is
 // missing (or extra) or a source could not be read; 2: bad usage.
-func runAudit(args []string) int {
-	sub := newSubcommand("webapp audit", "compare what the workers served (the supervisor's ledger, -admin-addr) with\n"+
+func runAudit(args []string, stdout, stderr io.Writer) int {
+	sub := newSubcommand("fwctl audit", "compare what the workers served (the supervisor's ledger, -admin-addr) with\n"+
 		"what Prometheus saw (raw request_count samples since the pool started, counter resets\n"+
-		"and exporter restarts included). Exit 1 if any series is missing counts.", os.Stdout, os.Stderr)
+		"and exporter restarts included). Exit 1 if any series is missing counts.", stdout, stderr)
 	fs := sub.fs
 	promURL := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus base `URL`")
 	adminURL := fs.String("admin", "http://127.0.0.1:5050", "the supervisor's admin endpoint `URL` (its -admin-addr)")
@@ -31,18 +31,18 @@ func runAudit(args []string) int {
 	defer cancel()
 	r, snap, err := verify.WaitAudit(ctx, &verify.Prometheus{URL: *promURL}, *adminURL, *wait, time.Second)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "webapp audit: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl audit: %v\n", err)
 		return 1
 	}
-	fmt.Printf("app_name=%s, pool started %s\n", snap.AppName, snap.Started.Format(time.RFC3339))
-	if err := r.Print(os.Stdout); err != nil {
+	fmt.Fprintf(stdout, "app_name=%s, pool started %s\n", snap.AppName, snap.Started.Format(time.RFC3339))
+	if err := r.Print(stdout); err != nil {
 		return 1
 	}
 	served, seen := r.Totals()
 	if !r.OK() {
-		fmt.Printf("MISMATCH: %d served, %d seen by Prometheus, %d missing\n", served, seen, served-seen)
+		fmt.Fprintf(stdout, "MISMATCH: %d served, %d seen by Prometheus, %d missing\n", served, seen, served-seen)
 		return 1
 	}
-	fmt.Printf("exact: %d served, %d seen by Prometheus\n", served, seen)
+	fmt.Fprintf(stdout, "exact: %d served, %d seen by Prometheus\n", served, seen)
 	return 0
 }

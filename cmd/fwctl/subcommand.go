@@ -10,7 +10,7 @@ import (
 // subcommand is one of webapp's subcommands' flag set: -h prints about and
 // the flags to stdout; a bad flag or a stray argument is one line on stderr.
 type subcommand struct {
-	name           string // e.g. "webapp load"
+	name           string // e.g. "fwctl load"
 	about          string
 	fs             *flag.FlagSet
 	stdout, stderr io.Writer

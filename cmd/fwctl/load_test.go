@@ -15,7 +15,7 @@ func TestLoadVerifyUsage(t *testing.T) {
 		code int
 		err  string // in stderr (one line) or, for code 0, in stdout
 	}{
-		"load help":          {runLoadT, []string{"-h"}, 0, "webapp load:"},
+		"load help":          {runLoadT, []string{"-h"}, 0, "fwctl load:"},
 		"load unknown flag":  {runLoadT, []string{"-bogus"}, 2, "flag provided but not defined"},
 		"load bad n":         {runLoadT, []string{"-n", "-5"}, 2, "requests -5"},
 		"load bad c":         {runLoadT, []string{"-c", "0"}, 2, "-c 0"},
@@ -23,7 +23,7 @@ func TestLoadVerifyUsage(t *testing.T) {
 		"load bad url":       {runLoadT, []string{"-url", "127.0.0.1:5000"}, 2, "http://"},
 		"load long duration": {runLoadT, []string{"-d", "11m"}, 2, "duration"},
 		"load extra arg":     {runLoadT, []string{"now"}, 2, "unexpected argument"},
-		"verify help":        {runVerifyT, []string{"-h"}, 0, "webapp verify:"},
+		"verify help":        {runVerifyT, []string{"-h"}, 0, "fwctl verify:"},
 		"verify bad wait":    {runVerifyT, []string{"-wait", "-1s"}, 2, "-wait"},
 		"verify no record":   {runVerifyT, []string{"-record", missing}, 1, "no load recorded"},
 	}
@@ -50,12 +50,3 @@ func TestLoadVerifyUsage(t *testing.T) {
 
 func runLoadT(args []string, out, errOut *bytes.Buffer) int   { return runLoad(args, out, errOut) }
 func runVerifyT(args []string, out, errOut *bytes.Buffer) int { return runVerify(args, out, errOut) }
-
-func TestEndpointOf(t *testing.T) {
-	for path, want := range map[string]string{"/test/": "/test/", "/test1/": "/test1/", "/test": "/test", "/test1": "/test1",
-		"/no/such/path": "unmatched", "/test/extra": "unmatched"} {
-		if got := endpointOf(path); got != want {
-			t.Errorf("endpointOf(%q) = %q, want %q", path, got, want)
-		}
-	}
-}

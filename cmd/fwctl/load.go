@@ -12,9 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 
+	"github.com/forkwatch/forkwatch/internal/demo"
 	"github.com/forkwatch/forkwatch/internal/loadgen"
 	"github.com/forkwatch/forkwatch/internal/verify"
 )
@@ -31,11 +31,11 @@ const (
 	settleMax   = 10 * time.Second
 )
 
-// runLoad is `webapp load`: record the totals, send a bounded load, print
-// what was sent and save the record `webapp verify` checks.
+// runLoad is `fwctl load`: record the totals, send a bounded load, print
+// what was sent and save the record `fwctl verify` checks.
 func runLoad(args []string, stdout, stderr io.Writer) int {
-	sub := newSubcommand("webapp load", "record the current request totals, send a bounded load over the demo routes,\n"+
-		"print what was sent by path and status and save it for `webapp verify`.", stdout, stderr)
+	sub := newSubcommand("fwctl load", "record the current request totals, send a bounded load over the demo routes,\n"+
+		"print what was sent by path and status and save it for `fwctl verify`.", stdout, stderr)
 	fs := sub.fs
 	base := fs.String("url", "http://127.0.0.1:5000", "base `URL` of the app")
 	n := fs.Int("n", 0, "requests to send (default 1000 without -d; with -d, the most to send)")
@@ -44,18 +44,18 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	mix := fs.String("mix", defaultMix, "`paths` and weights: path=weight,...")
 	exporter := fs.String("exporter", "http://127.0.0.1:9102", "statsd_exporter `URL` to read the totals before the load from (\"\": use Prometheus)")
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`, for the totals if the exporter cannot be read")
-	record := fs.String("record", verify.DefaultRecordPath, "`file` to save the record for webapp verify (\"\": no record, no baseline)")
+	record := fs.String("record", verify.DefaultRecordPath, "`file` to save the record for fwctl verify (\"\": no record, no baseline)")
 	timeout := fs.Duration("timeout", loadgen.DefaultRequestTimeout, "limit for one request")
 	if code, ok := sub.parse(args); !ok {
 		return code
 	}
 	m, err := loadgen.ParseMix(*mix)
 	if err != nil {
-		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl load: %v\n", err)
 		return 2
 	}
 	if *c < 1 {
-		fmt.Fprintf(stderr, "webapp load: -c %d: must be from 1 to %d\n", *c, loadgen.MaxConcurrency)
+		fmt.Fprintf(stderr, "fwctl load: -c %d: must be from 1 to %d\n", *c, loadgen.MaxConcurrency)
 		return 2
 	}
 	if *n == 0 && *d == 0 {
@@ -63,7 +63,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := loadgen.Options{URL: *base, Mix: m, Requests: *n, Duration: *d, Concurrency: *c, RequestTimeout: *timeout}
 	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl load: %v\n", err)
 		return 2
 	}
 
@@ -73,7 +73,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	rec := &verify.Record{URL: *base, Mix: m.String()}
 	if *record != "" {
 		if err := recordBaseline(ctx, rec, *exporter, *prom, stderr); err != nil {
-			fmt.Fprintf(stderr, "webapp load: %v\n", err)
+			fmt.Fprintf(stderr, "fwctl load: %v\n", err)
 			return 1
 		}
 	}
@@ -83,13 +83,13 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	rec.Started = time.Now()
 	res, err := loadgen.Run(ctx, opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "webapp load: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl load: %v\n", err)
 		return 1
 	}
 	rec.Finished = time.Now()
 	rec.Errors = res.Errors
 	for k, v := range res.Counts {
-		rec.Sent = append(rec.Sent, verify.Sent{Path: k.Path, Endpoint: endpointOf(k.Path), Status: k.Status, Count: v})
+		rec.Sent = append(rec.Sent, verify.Sent{Path: k.Path, Endpoint: demo.Endpoint(k.Path), Status: k.Status, Count: v})
 	}
 	sort.Slice(rec.Sent, func(i, j int) bool {
 		a, b := rec.Sent[i], rec.Sent[j]
@@ -106,16 +106,16 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	}
 	if *record != "" {
 		if err := rec.Save(*record); err != nil {
-			fmt.Fprintf(stderr, "webapp load: %v\n", err)
+			fmt.Fprintf(stderr, "fwctl load: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "recorded in %s; `webapp verify -record %s` (make verify) compares it with Prometheus\n", *record, *record)
+		fmt.Fprintf(stdout, "recorded in %s; `fwctl verify -record %s` (make verify) compares it with Prometheus\n", *record, *record)
 	}
 	switch {
 	case res.Errors > 0:
 		return 1
 	case *d == 0 && res.Sent < *n:
-		fmt.Fprintf(stderr, "webapp load: stopped after %d of %d requests\n", res.Sent, *n)
+		fmt.Fprintf(stderr, "fwctl load: stopped after %d of %d requests\n", res.Sent, *n)
 		return 1
 	}
 	return 0
@@ -131,13 +131,13 @@ func recordBaseline(ctx context.Context, rec *verify.Record, exporter, prom stri
 		}, verify.Equal, settleQuiet, settleMax)
 		if err == nil {
 			if !settled {
-				fmt.Fprintf(stderr, "webapp load: warning: the exporter's totals kept changing for %s: other traffic is running, verify will see it\n", settleMax)
+				fmt.Fprintf(stderr, "fwctl load: warning: the exporter's totals kept changing for %s: other traffic is running, verify will see it\n", settleMax)
 			}
 			rec.BaselineSource = exporter
 			rec.SetBaseline(t)
 			return nil
 		}
-		fmt.Fprintf(stderr, "webapp load: warning: %v; reading the baseline from Prometheus instead\n", err)
+		fmt.Fprintf(stderr, "fwctl load: warning: %v; reading the baseline from Prometheus instead\n", err)
 	}
 	if prom == "" {
 		return errors.New("no exporter or Prometheus to read the totals before the load from (or give -record \"\")")
@@ -149,18 +149,6 @@ func recordBaseline(ctx context.Context, rec *verify.Record, exporter, prom stri
 	rec.BaselineSource = prom
 	rec.SetBaseline(t)
 	return nil
-}
-
-// endpointOf is the endpoint label the demo app counts a path under.
-func endpointOf(path string) string {
-	r, err := routes()
-	if err != nil {
-		return "?"
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Request.SetRequestURI(path)
-	ep, _ := r.Route(&ctx)
-	return ep
 }
 
 func printSent(w io.Writer, sent []verify.Sent) {

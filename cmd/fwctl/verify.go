@@ -20,26 +20,26 @@ const verifyPoll = 500 * time.Millisecond
 // metrics are surely in the exporter: their client flushes every 200ms.
 const flushMargin = time.Second
 
-// runVerify is `webapp verify`: compare the increase Prometheus saw since the
+// runVerify is `fwctl verify`: compare the increase Prometheus saw since the
 // last load started with what that load sent. Exit 0 when they agree, 1 on
 // a difference or an error.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	sub := newSubcommand("webapp verify", "per endpoint and http_status, compare the increase of request_count that\n"+
-		"Prometheus saw since the last `webapp load` started with what that load sent.", stdout, stderr)
+	sub := newSubcommand("fwctl verify", "per endpoint and http_status, compare the increase of request_count that\n"+
+		"Prometheus saw since the last `fwctl load` started with what that load sent.", stdout, stderr)
 	fs := sub.fs
 	prom := fs.String("prometheus", "http://127.0.0.1:9090", "Prometheus `URL`")
-	record := fs.String("record", verify.DefaultRecordPath, "the load's record `file` (written by webapp load)")
+	record := fs.String("record", verify.DefaultRecordPath, "the load's record `file` (written by fwctl load)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for Prometheus to scrape the last counts")
 	if code, ok := sub.parse(args); !ok {
 		return code
 	}
 	if *wait < 0 {
-		fmt.Fprintf(stderr, "webapp verify: -wait %s: must not be negative\n", *wait)
+		fmt.Fprintf(stderr, "fwctl verify: -wait %s: must not be negative\n", *wait)
 		return 2
 	}
 	rec, err := verify.Load(*record)
 	if err != nil {
-		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl verify: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,13 +54,13 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	for {
 		now, err := p.Totals(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+			fmt.Fprintf(stderr, "fwctl verify: %v\n", err)
 			return 1
 		}
 		r = verify.CompareLoad(rec, now)
 		scraped, ok, err := p.LastScrape(ctx)
 		if err != nil {
-			fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+			fmt.Fprintf(stderr, "fwctl verify: %v\n", err)
 			return 1
 		}
 		final := ok && scraped.After(rec.Finished.Add(flushMargin)) && !r.Missing()
@@ -77,7 +77,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		rec.Finished.Sub(rec.Started).Round(time.Millisecond), rec.Mix)
 	fmt.Fprintf(stdout, "Prometheus %s: %s, increase since the load started vs what the load sent\n\n", *prom, verify.Query)
 	if err := r.Print(stdout); err != nil {
-		fmt.Fprintf(stderr, "webapp verify: %v\n", err)
+		fmt.Fprintf(stderr, "fwctl verify: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout)
