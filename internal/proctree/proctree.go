@@ -1,6 +1,7 @@
-// Package proctree answers the two questions about processes that the tests
+// Package proctree answers the questions about processes that the tests
 // and the benchmark ask of /proc (through prometheus/procfs): which live
-// children a process has, and whether a process is still alive.
+// children (and descendants) a process has, and whether a process is still
+// alive.
 package proctree
 
 import "github.com/prometheus/procfs"
@@ -25,4 +26,19 @@ func Alive(pid int) bool {
 	}
 	st, err := p.Stat()
 	return err == nil && st.State != "Z"
+}
+
+// Descendants lists the live processes below pid: its children, theirs, and
+// so on, as they are at the time of the call.
+func Descendants(pid int) []int {
+	var out []int
+	for next := []int{pid}; len(next) > 0; {
+		var below []int
+		for _, p := range next {
+			below = append(below, Children(p)...)
+		}
+		out = append(out, below...)
+		next = below
+	}
+	return out
 }
