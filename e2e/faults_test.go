@@ -221,46 +221,62 @@ func unixgramExporter(t *testing.T, path string) *launch.Process {
 	return stacktest.ExporterWith(t, launch.Config{Unixgram: path, UnixgramOnly: true})
 }
 
-// TestFaultExporterRestartUnixgram: the exporter, on a Unix datagram socket,
-// stops and comes back while the load goes on. Sends to a socket nobody
-// receives on fail at once, so the workers keep those counts in their
-// segments and send them to the new exporter: 0 lost.
+// TestFaultExporterRestartUnderLoad: the exporter stops and comes back on
+// the same address while the load goes on, over a Unix datagram socket and
+// over loopback UDP. Sends to a socket nobody receives on fail at once (for
+// UDP: statsd reads the ICMP refusal right after each write), so the
+// workers keep those counts in their segments and send them to the new
+// exporter: 0 lost.
 //
 // The load pauses once, before the stop, so that the old exporter's final
 // count can be read (what it had received but not parsed when it stopped
 // would die with it, and no scrape can see it); it runs while the exporter
 // is down and across its restart.
-func TestFaultExporterRestartUnixgram(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "statsd.sock")
-	exporter := unixgramExporter(t, sock)
-	app := stacktest.StartApp(t, 2, "-statsd-addr", exporter.StatsdAddr)
-	url := app.URL + "/test/"
+func TestFaultExporterRestartUnderLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) launch.Config // the same for both exporters
+	}{
+		{"unixgram", func(t *testing.T) launch.Config {
+			return launch.Config{Unixgram: filepath.Join(t.TempDir(), "statsd.sock"), UnixgramOnly: true}
+		}},
+		{"udp", func(t *testing.T) launch.Config {
+			return launch.Config{StatsdAddr: stacktest.FreeAddr(t, true)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg(t)
+			exporter := stacktest.ExporterWith(t, cfg)
+			app := stacktest.StartApp(t, 2, "-statsd-addr", exporter.StatsdAddr)
+			url := app.URL + "/test/"
 
-	const conc, rate = 4, 4000
-	before := runLoad(context.Background(), url, conc, 5000)
-	c1, l1 := settledTest(t, exporter.URL)
-	if err := exporter.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
+			const conc, rate = 4, 4000
+			before := runLoad(context.Background(), url, conc, 5000)
+			c1, l1 := settledTest(t, exporter.URL)
+			if err := exporter.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			wait := startPacedLoad(ctx, url, conc, rate, 1_000_000)
+			app.WaitLog(t, "sending metrics failed", 1, 5*time.Second)
+			stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+				return time.Since(stopped) > 1500*time.Millisecond, "the exporter has been down for less than 1.5 s"
+			})
+			exporter2 := stacktest.ExporterWith(t, cfg)
+			waitCounted(t, exporter2.URL, 0)
+			restarted := time.Now()
+			stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
+				return time.Since(restarted) > time.Second, "less than 1 s since the restart"
+			})
+			cancel()
+			during := wait()
+			c2, l2 := settledTest(t, exporter2.URL)
+			faultRow(t, "exporter restart under load over "+tc.name, before.plus(during), c1+c2, l1+l2, 0)
+			t.Logf("before the stop %s, counted %v; while down and after the restart %s, counted %v", before, c1, during, c2)
+		})
 	}
-	stopped := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	wait := startPacedLoad(ctx, url, conc, rate, 1_000_000)
-	app.WaitLog(t, "sending metrics failed", 1, 5*time.Second)
-	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
-		return time.Since(stopped) > 1500*time.Millisecond, "the exporter has been down for less than 1.5 s"
-	})
-	exporter2 := unixgramExporter(t, sock)
-	waitCounted(t, exporter2.URL, 0)
-	restarted := time.Now()
-	stacktest.Eventually(t, 5*time.Second, func() (bool, string) {
-		return time.Since(restarted) > time.Second, "less than 1 s since the restart"
-	})
-	cancel()
-	during := wait()
-	c2, l2 := settledTest(t, exporter2.URL)
-	faultRow(t, "exporter restart under load over unixgram", before.plus(during), c1+c2, l1+l2, 0)
-	t.Logf("before the stop %s, counted %v; while down and after the restart %s, counted %v", before, c1, during, c2)
 }
 
 // TestFaultStaleUnixgramSocket: the exporter is killed (SIGKILL), leaving its
