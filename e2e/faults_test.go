@@ -193,7 +193,8 @@ func TestFaultStackInterrupt(t *testing.T) {
 				t.Errorf("stack exit code %d, want 0", code)
 			}
 			out := stack.Log()
-			for _, bad := range []string{"killing workers now", "signal: killed", "did not stop"} {
+			// A hangup that reached the supervisor would reload it first.
+			for _, bad := range []string{"killing workers now", "signal: killed", "did not stop", `msg="reloading workers"`} {
 				if strings.Contains(out, bad) {
 					t.Errorf("stack output has %q:\n%s", bad, out)
 				}
