@@ -133,6 +133,7 @@ func TestFaultSupervisorKillUnderLoad(t *testing.T) {
 	// Failures are the connections refused once every worker had closed
 	// the socket.
 	faultRow(t, "supervisor SIGKILL under load (3 workers)", res, counted, latency, conc)
+	t.Logf("supervisor SIGKILL under load: %s", res)
 }
 
 // TestFaultStackInterrupt: Ctrl-C of `make run` under load, as a terminal
@@ -210,7 +211,7 @@ func TestFaultStackInterrupt(t *testing.T) {
 			counted := watch.lastSum("request_count", testOK)
 			latency := watch.lastSum("request_latency_seconds", testLatency)
 			faultRow(t, tc.fault, res, counted, latency, 0)
-			t.Logf("%s: stack exited 0 after %s, %d processes gone", tc.sig, took.Round(time.Millisecond), len(tree))
+			t.Logf("%s: stack exited %d after %s, %d processes gone; load %s", tc.sig, code, took.Round(time.Millisecond), len(tree), res)
 		})
 	}
 }
