@@ -251,7 +251,8 @@ func newClient(cfg Config, now func() time.Time, lookup func(context.Context, st
 	return c, nil
 }
 
-// ddOptions are the datadog-go settings; target is a resolved address.
+// newDD returns a datadog-go client with forkwatch's settings sending to
+// target, a resolved address.
 func (c *Client) newDD(target string) (*dd.Client, error) {
 	opts := []dd.Option{
 		// Counts and samples are handed over once per flush and sent as one
