@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -19,10 +18,9 @@ import (
 )
 
 // TestAuditSeesExporterRestart runs the accounting audit against the whole
-// system: it must report nothing missing after normal traffic, and, after
-// the exporter was down and came back on the same addresses, exactly what
-// was lost on the way (over UDP, part of what was sent while it was down),
-// on its series.
+// system: it must report nothing missing after normal traffic, and nothing
+// missing after the exporter was down and came back on the same addresses
+// (the workers kept what they could not send in their segments).
 func TestAuditSeesExporterRestart(t *testing.T) {
 	exporter := stacktest.Exporter(t)
 	prom := stacktest.Prometheus(t, exporter.URL)
@@ -85,41 +83,32 @@ func TestAuditSeesExporterRestart(t *testing.T) {
 	sendPaced(t, app.URL+"/test/", 100, 0)
 	sendPaced(t, app.URL+"/test1/", 150, 0)
 
-	// Wait until Prometheus has everything it will get: /test/ complete
-	// and /test1/ short by at most the K requests. Over UDP a write to a
-	// dead port mostly succeeds (only the write after an ICMP "port
-	// unreachable" fails, and is kept and retried), so part of what was
-	// flushed while the exporter was down is lost; the audit must show
-	// exactly that, on its series.
+	// Wait until Prometheus has everything. Over loopback UDP a send to
+	// the stopped exporter's port fails (the ICMP port unreachable sets the
+	// socket's error before write returns, and statsd reads it right after
+	// each write: statsd/udp.go), so the workers keep those counts in
+	// their segments and send them once the exporter is back: nothing is
+	// missing. (Across hosts no ICMP may come back: then what was sent
+	// while the exporter was down is lost, and the audit shows it.)
 	stacktest.Eventually(t, 60*time.Second, func() (bool, string) {
 		r, _, err = verify.Audit(ctx, p, adminURL)
 		if err != nil {
 			return false, err.Error()
 		}
-		return r.Row(ok200).Diff() == 0 && -r.Row(err500).Diff() <= k && r.Row(err500).Expected == 450, printed(r)
+		return r.OK() && r.Row(err500).Expected == 450, printed(r)
 	})
-	m := -r.Row(err500).Diff()
-	if m < 0 || m > k {
-		t.Errorf("%v missing %d, want 0 to K=%d:\n%s", err500, m, k, printed(r))
-	}
-	for _, row := range r.Rows {
-		if row.Key != err500 && row.Diff() != 0 {
-			t.Errorf("%v missing %d, want 0 (only /test1/ was sent while the exporter was down):\n%s", row.Key, -row.Diff(), printed(r))
-		}
-	}
-	if served, _ := r.Totals(); served != 400+k+250 {
-		t.Errorf("served %d, want %d", served, 400+k+250)
+	if served, _ := r.Totals(); served != 400+k+250 || !r.OK() {
+		t.Errorf("served %d, want %d, none missing:\n%s", served, 400+k+250, printed(r))
 	}
 	out, code := runAuditCLI(t, prom.URL, adminURL)
-	want := "exact:"
-	if m > 0 {
-		want = fmt.Sprintf("%d missing", m)
+	if code != 0 || !strings.Contains(out, "exact:") {
+		t.Errorf("fwctl audit after the restart: exit %d, want 0 and exact:\n%s", code, out)
 	}
-	if (code == 0) != (m == 0) || !strings.Contains(out, want) {
-		t.Errorf("fwctl audit after the restart: exit %d, want %q:\n%s", code, want, out)
-	}
-	t.Logf("fault: exporter restart under load over UDP: sent %d (%d while the exporter was down, %d near the restart), answered OK %d, counted %d, lost %d, duplicated 0\n%s",
-		400+k+250, k, late, 400+k+250, 400+k+250-m, m, printed(r))
+	// Every request got its answer (sendPaced requires it): /test/ 200s
+	// and the /test1/ 500s that route returns by design.
+	served, seen := r.Totals()
+	t.Logf("fault: exporter restart under load over UDP: sent %d, answered OK %d, counted %d, lost %d, duplicated %d (%d sent while the exporter was down, %d near the restart)\n%s",
+		400+k+250, 400+k+250, seen, max(0, served-seen), max(0, seen-served), k, late, printed(r))
 	_ = exporter2
 }
 

@@ -33,16 +33,21 @@
 //     (microseconds: everything is computed before the send, the stores
 //     follow the Flush at once) makes SendRemainder send that one flush
 //     again: the error is a duplicate, never a loss.
-//   - A flush during which datadog-go reported any write error advances
-//     nothing; the whole flush is retried next interval. If only some of
-//     its packets failed, the ones that got through are sent again
-//     (duplicates). With unixgram a stopped exporter fails every write at
-//     once, so an exporter restart loses nothing.
-//   - Over UDP a write to a port nobody listens on usually succeeds, so
-//     what is flushed while the exporter is down is lost: counts and
-//     samples sent in that time (at most the exporter's downtime of
-//     traffic). The exporter's own counters stay cumulative from its
-//     restart, as with any statsd restart.
+//   - A flush is sent in chunks of one datagram each; a chunk whose write
+//     failed advances nothing and the flush stops there, so the rest is
+//     retried next interval and nothing is sent twice. With unixgram a
+//     stopped exporter fails every write at once, so an exporter restart
+//     loses nothing.
+//   - Over UDP a write to a port nobody listens on succeeds; the ICMP
+//     refusal only sets the socket's pending error. The UDP writer reads
+//     it right after each write (udp.go), and on loopback the refusal is
+//     there before the write returns, so there too a restart loses nothing
+//     (e2e TestFaultExporterRestartUnderLoad/udp). Across hosts the ICMP
+//     may come late or never: what is flushed while the exporter is down
+//     is then lost (at most the exporter's downtime of traffic), or, if
+//     the refusal is charged to a later datagram that got through, sent
+//     twice. The exporter's own counters restart from zero, as with any
+//     statsd restart.
 //   - Bounded memory: when the ring is full (the exporter unreachable for
 //     long) further samples are dropped and counted (Totals.DroppedSamples);
 //     counts never drop. Series beyond the table are counted and sent from

@@ -251,9 +251,10 @@ func newClient(cfg Config, now func() time.Time, lookup func(context.Context, st
 	return c, nil
 }
 
-// ddOptions are the datadog-go settings; target is a resolved address.
+// newDD returns a datadog-go client with forkwatch's settings sending to
+// target, a resolved address.
 func (c *Client) newDD(target string) (*dd.Client, error) {
-	return dd.New(target,
+	opts := []dd.Option{
 		// Counts and samples are handed over once per flush and sent as one
 		// line per series: extended aggregation packs a series' samples
 		// into name:v1:v2:...|h, without the sample rates that
@@ -289,7 +290,21 @@ func (c *Client) newDD(target string) (*dd.Client, error) {
 		dd.WithoutTelemetry(),
 		dd.WithCardinality(dd.CardinalityNotSet),
 		dd.WithErrorHandler(c.sendError),
-	)
+	}
+	if strings.HasPrefix(target, "unix") {
+		return dd.New(target, opts...)
+	}
+	// UDP through a writer that sees a refusal at once (checkedUDP).
+	w, err := dialCheckedUDP(target)
+	if err != nil {
+		return nil, err
+	}
+	client, err := dd.NewWithWriter(w, opts...)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return client, nil
 }
 
 // conn returns the datadog-go client, connecting or re-resolving first when

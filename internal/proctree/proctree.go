@@ -1,7 +1,7 @@
 // Package proctree answers the questions about processes that the tests,
 // the benchmark and the launcher ask of /proc (through prometheus/procfs):
-// which live children a process has, whether a process is still alive, and
-// whether it holds a listening socket on a port.
+// which live children (and descendants) a process has, whether a process is
+// still alive, and whether it holds a listening socket on a port.
 package proctree
 
 import (
@@ -73,4 +73,19 @@ func ListensOn(pid, port int) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Descendants lists the live processes below pid: its children, theirs, and
+// so on, as they are at the time of the call.
+func Descendants(pid int) []int {
+	var out []int
+	for next := []int{pid}; len(next) > 0; {
+		var below []int
+		for _, p := range next {
+			below = append(below, Children(p)...)
+		}
+		out = append(out, below...)
+		next = below
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,4 +57,28 @@ func TestListensOn(t *testing.T) {
 	if ok, err := ListensOn(os.Getpid(), port); ok || err != nil {
 		t.Errorf("after close: ListensOn = %v, %v; want false", ok, err)
 	}
+}
+
+func TestDescendants(t *testing.T) {
+	// sh -> sleep: the grandchild is a descendant of this process.
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	var below []int
+	for time.Now().Before(deadline) {
+		if below = Descendants(cmd.Process.Pid); len(below) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(below) != 1 {
+		t.Fatalf("Descendants(sh) = %v, want its one sleep", below)
+	}
+	if all := Descendants(os.Getpid()); !slices.Contains(all, cmd.Process.Pid) || !slices.Contains(all, below[0]) {
+		t.Errorf("Descendants(self) = %v, want sh %d and sleep %d", all, cmd.Process.Pid, below[0])
+	}
+	_ = syscall.Kill(below[0], syscall.SIGKILL)
 }

@@ -206,6 +206,26 @@ func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
 	return a
 }
 
+// StartCommand starts another program (cmd/stack, say) in its own process
+// group through launch.StartCommand, its output kept for Log and WaitLog.
+// It is stopped in t.Cleanup like a webapp; the App has no URL.
+func StartCommand(t testing.TB, name, bin string, args ...string) *App {
+	t.Helper()
+	log := &syncBuffer{}
+	p, err := launch.StartCommand(name, bin, args, nil, "", log, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &App{Process: p, log: log}
+	t.Cleanup(func() {
+		_ = p.Stop(20 * time.Second)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, a.Log())
+		}
+	})
+	return a
+}
+
 // WaitExit waits until the supervisor has exited, failing the test if it
 // has not within timeout, and returns its exit code.
 func (a *App) WaitExit(t testing.TB, timeout time.Duration) int {
