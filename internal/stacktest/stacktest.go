@@ -211,7 +211,7 @@ func StartBinaryArgs(t testing.TB, bin, addr string, args ...string) *App {
 // It is stopped in t.Cleanup like a webapp; the App has no URL.
 func StartCommand(t testing.TB, name, bin string, args ...string) *App {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &SyncBuffer{}
 	p, err := launch.StartCommand(name, bin, args, nil, "", log, log)
 	if err != nil {
 		t.Fatal(err)
