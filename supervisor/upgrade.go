@@ -14,22 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// An upgrade (SIGUSR2, like gunicorn's USR2 or tableflip's Upgrade) starts
-// the binary at Options.Path as a new supervisor that inherits the listening
-// socket, the way socket activation passes it (Listeners):
-//
-//	descriptor 3  the write end of the handshake pipe
-//	descriptor 4  the listening socket
-//	descriptor 5… the files from PoolHooks.UpgradeFiles, in order
-//	FORKWATCH_UPGRADE_FDS=<how many of those, from 3>
-//
-// The new supervisor starts its own pool on the socket and, once every
-// worker is ready (after its PoolHooks.Serving), writes a ready frame on the
-// pipe; a failure to boot writes a fatal frame with its error instead. Only
-// the ready frame makes the old supervisor stop its workers (drain and
-// flush, as for SIGTERM) and return from Run. The socket stays open all
-// along: some process always holds it, so no client is refused.
+// The new supervisor's side of an upgrade (see Upgraded).
 const (
+	// envUpgradeFDs marks a new supervisor and counts its inherited
+	// descriptors, as LISTEN_FDS does for socket activation.
 	envUpgradeFDs = "FORKWATCH_UPGRADE_FDS"
 	// upgradeReadyFD and upgradeListenerFD are the new supervisor's first
 	// two inherited descriptors.
@@ -56,8 +44,25 @@ type Handoff struct {
 }
 
 // Upgraded returns what the supervisor that started this process on SIGUSR2
-// handed over, or nil when this process was not started by an upgrade. It
-// unsets FORKWATCH_UPGRADE_FDS either way, so that the workers (which
+// handed over, or nil when this process was not started by an upgrade.
+//
+// An upgrade (SIGUSR2, like gunicorn's USR2 or tableflip's Upgrade) starts
+// the binary at Options.Path as a new supervisor that inherits the listening
+// socket, the way socket activation passes it (Listeners):
+//
+//	descriptor 3  the write end of the handshake pipe
+//	descriptor 4  the listening socket
+//	descriptor 5… the files from PoolHooks.UpgradeFiles, in order
+//	FORKWATCH_UPGRADE_FDS=<how many of those, from 3>
+//
+// The new supervisor starts its own pool on the socket and, once every
+// worker is ready (after its PoolHooks.Serving), writes a ready frame on the
+// pipe; a failure to boot writes a fatal frame with its error instead. Only
+// the ready frame makes the old supervisor stop its workers (drain and
+// flush, as for SIGTERM) and return from Run. The socket stays open all
+// along: some process always holds it, so no client is refused.
+//
+// Upgraded unsets FORKWATCH_UPGRADE_FDS either way, so that the workers (which
 // inherit the environment) do not take descriptor 3 for a pipe of theirs,
 // and marks the descriptors close-on-exec. Call it before New.
 func Upgraded() (*Handoff, error) {
