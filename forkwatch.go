@@ -195,12 +195,17 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
-func supervise(app *App, o *Options, log *slog.Logger) error {
+func supervise(app *App, o *Options, log *slog.Logger) (err error) {
 	// Before anything starts a process: these clear their environment
 	// variables, which the workers would otherwise inherit.
 	handoff, err := supervisor.Upgraded() // this process is the new supervisor of an upgrade (SIGUSR2)
 	if err != nil {
 		return err
+	}
+	if handoff != nil {
+		// The old supervisor logs why this one failed (Run's own
+		// failures included) and keeps serving.
+		defer func() { handoff.Fail(err) }()
 	}
 	inherited, err := activatedListener(log)
 	if err != nil {
@@ -211,20 +216,22 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	upgradeEnv := os.Environ()
 	notify := supervisor.NewNotifier()
 	pid := os.Getpid()
-	writePID := func() {}
-	if o.PIDFile != "" {
-		writePID = func() {
-			if err := writePIDFile(o.PIDFile, pid); err != nil {
-				log.Error("pidfile not written", "err", err)
-				return
-			}
-			log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
+	writePID := func() error {
+		if o.PIDFile == "" {
+			return nil
 		}
+		if err := writePIDFile(o.PIDFile, pid); err != nil {
+			return err
+		}
+		log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
+		return nil
+	}
+	if o.PIDFile != "" {
+		// The new supervisor of an upgrade writes it once it serves.
 		if handoff == nil {
-			if err := writePIDFile(o.PIDFile, pid); err != nil {
+			if err := writePID(); err != nil {
 				return err
 			}
-			log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
 		}
 		// A supervisor that handed over to a new one (SIGUSR2) finds the
 		// new one's PID there and leaves it.
@@ -247,7 +254,9 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	if handoff != nil {
 		serving := poolHooks.Serving
 		poolHooks.Serving = func(n int) {
-			writePID()
+			if err := writePID(); err != nil {
+				log.Error("pidfile not written: it still names the old supervisor", "err", err)
+			}
 			if serving != nil {
 				serving(n)
 			}

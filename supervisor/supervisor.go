@@ -157,7 +157,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	if h := s.opts.Handoff; h != nil {
 		// The old supervisor waits for our word: a failure is its to log.
 		// After ready, this does nothing.
-		defer func() { h.fail(err) }()
+		defer func() { h.Fail(err) }()
 	}
 	// Go's runtime kills a process that writes to a broken stdout or stderr
 	// unless SIGPIPE is handled; the pool must outlive its log reader (`2>&1

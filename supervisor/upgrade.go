@@ -109,9 +109,11 @@ func upgradeFDs(text string) (int, error) {
 // ready tells the old supervisor that this one serves: it then stops.
 func (h *Handoff) ready() error { return h.finish(frameReady, nil) }
 
-// fail tells the old supervisor why this one will not serve: it keeps
-// serving. After ready it does nothing.
-func (h *Handoff) fail(err error) {
+// Fail tells the old supervisor why this one will not serve (it keeps
+// serving and logs err). Run does this when it fails; call it for a failure
+// before Run. After the first call, or once Run said ready, it does
+// nothing.
+func (h *Handoff) Fail(err error) {
 	if err == nil {
 		err = errors.New("stopped before it was ready")
 	}
