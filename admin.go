@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -118,14 +119,37 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// serveAdmin serves h on addr ("" = off) until the returned stop is called.
-func serveAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+// adminServer is the running admin endpoint.
+type adminServer struct {
+	srv *http.Server
+	ln  *net.TCPListener
+}
+
+// serveAdmin serves h on addr ("" = off) until stop is called. With
+// inherited (the socket an upgrading supervisor passed), it serves that
+// instead of binding addr, which the old supervisor still holds.
+func serveAdmin(addr string, inherited *os.File, h http.Handler, log *slog.Logger) (*adminServer, error) {
 	if addr == "" {
-		return func() {}, nil
+		if inherited != nil {
+			inherited.Close()
+		}
+		return &adminServer{}, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	var err error
+	if inherited != nil {
+		ln, err = net.FileListener(inherited)
+		inherited.Close() // FileListener dup'ed it
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("admin endpoint: %w", err)
+	}
+	tcp, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("admin endpoint: inherited socket is not TCP")
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -135,11 +159,31 @@ func serveAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err
 	}()
 	base := "http://" + ln.Addr().String()
 	log.Info("admin endpoint", "audit", base+ledger.Path, "health", base+HealthPath, "pprof", base+PprofPath)
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
+	return &adminServer{srv: srv, ln: tcp}, nil
+}
+
+// stop shuts the endpoint down; the socket stays open in a new supervisor
+// that took it over.
+func (a *adminServer) stop() {
+	if a.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.srv.Shutdown(ctx)
+}
+
+// files is PoolHooks.UpgradeFiles: the admin socket, if any, for the new
+// supervisor.
+func (a *adminServer) files() ([]*os.File, error) {
+	if a.ln == nil {
+		return nil, nil
+	}
+	f, err := supervisor.ListenerFile(a.ln)
+	if err != nil {
+		return nil, fmt.Errorf("admin endpoint: %w", err)
+	}
+	return []*os.File{f}, nil
 }
 
 // totalsSender sends a worker's tally to the supervisor when it changed.

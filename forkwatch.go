@@ -206,20 +206,46 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 
 // supervise runs the pool and turns its lifecycle events into logs (the
 // supervisor's own) and pool metrics.
-func supervise(app *App, o *Options, log *slog.Logger) error {
-	// Before anything starts a process: both clear their environment
+func supervise(app *App, o *Options, log *slog.Logger) (err error) {
+	// Before anything starts a process: these clear their environment
 	// variables, which the workers would otherwise inherit.
+	handoff, err := supervisor.Upgraded() // this process is the new supervisor of an upgrade (SIGUSR2)
+	if err != nil {
+		return err
+	}
+	if handoff != nil {
+		// The old supervisor logs why this one failed (Run's own
+		// failures included) and keeps serving.
+		defer func() { handoff.Fail(err) }()
+	}
 	inherited, err := activatedListener(log)
 	if err != nil {
 		return err
 	}
+	// A new supervisor (SIGUSR2) gets the same environment as this one,
+	// NOTIFY_SOCKET included: it tells systemd it is the main process now.
+	upgradeEnv := os.Environ()
 	notify := supervisor.NewNotifier()
-	if o.PIDFile != "" {
-		pid := os.Getpid()
+	pid := os.Getpid()
+	writePID := func() error {
+		if o.PIDFile == "" {
+			return nil
+		}
 		if err := writePIDFile(o.PIDFile, pid); err != nil {
 			return err
 		}
 		log.Info("pidfile written", "path", o.PIDFile, "pid", pid)
+		return nil
+	}
+	if o.PIDFile != "" {
+		// The new supervisor of an upgrade writes it once it serves.
+		if handoff == nil {
+			if err := writePID(); err != nil {
+				return err
+			}
+		}
+		// A supervisor that handed over to a new one (SIGUSR2) finds the
+		// new one's PID there and leaves it.
 		defer func() {
 			if _, err := removePIDFile(o.PIDFile, pid); err != nil {
 				log.Warn("remove pidfile", "err", err)
@@ -232,12 +258,36 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	}
 	p := newPool(o.Workers)
 	hooks := supervisor.Hooks{}
-	poolHooks := notifyHooks(notify, log)
+	poolHooks := notifyHooks(notify, handoff != nil, log)
+	// The new supervisor of an upgrade writes the pid file once its pool
+	// serves, before it tells systemd (Serving, next) and then the old
+	// supervisor (after Serving) that it took over.
+	if handoff != nil {
+		serving := poolHooks.Serving
+		poolHooks.Serving = func(n int) {
+			if err := writePID(); err != nil {
+				log.Error("pidfile not written: it still names the old supervisor", "err", err)
+			}
+			if serving != nil {
+				serving(n)
+			}
+		}
+	}
+	poolHooks.Upgraded = func(newPID int, err error) {
+		if err == nil {
+			// The new supervisor's gauges are the pool's now: this one's,
+			// going down as its workers drain, would overwrite them.
+			p.retire()
+		}
+	}
 	if metrics != nil {
 		defer metrics.Close()
 		// Changes go out at once; reportPool repeats them every second.
 		send := func() {
 			s := p.state()
+			if s.Retired {
+				return
+			}
 			metrics.SetPool(s.Ready, s.Configured, s.Busy)
 		}
 		hooks.Ready = func(supervisor.Worker) { send() }
@@ -265,11 +315,18 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 	l := ledger.NewLedger(o.AppName, time.Now())
 	hooks = withLedger(hooks, l, log)
 	hooks, poolHooks = p.hooks(hooks, poolHooks)
-	stopAdmin, err := serveAdmin(o.AdminAddr, adminHandler(l, p, time.Now), log)
+	var adminSocket *os.File // the old supervisor's, after an upgrade
+	if handoff != nil && len(handoff.Files) > 0 {
+		adminSocket = handoff.Files[0]
+	}
+	admin, err := serveAdmin(o.AdminAddr, adminSocket, adminHandler(l, p, time.Now), log)
 	if err != nil {
 		return err
 	}
-	defer stopAdmin()
+	defer admin.stop()
+	// A new supervisor takes over the admin socket too: /healthz answers
+	// all along.
+	poolHooks.UpgradeFiles = admin.files
 	sup, err := supervisor.New(supervisor.Options{
 		Addr:              o.Listen,
 		Workers:           o.Workers,
@@ -286,6 +343,8 @@ func supervise(app *App, o *Options, log *slog.Logger) error {
 		Hooks:             hooks,
 		Pool:              poolHooks,
 		Listener:          inherited,
+		Handoff:           handoff,
+		UpgradeEnv:        upgradeEnv,
 	})
 	if err != nil {
 		return err

@@ -295,7 +295,8 @@ func usage(app *App, fs *flag.FlagSet, w io.Writer) {
 	}
 	fmt.Fprintf(w, `Signals to the supervisor: TERM/INT stop gracefully (again, a second or more
 later: at once), HUP reloads the workers one at a time, TTIN adds a worker, TTOU
-removes one. Under systemd (deploy/systemd) a socket passed by socket activation
+removes one, USR2 upgrades the supervisor itself (a new one of the binary on
+disk takes over the socket; the old one drains and exits). Under systemd (deploy/systemd) a socket passed by socket activation
 (LISTEN_FDS) is served instead of -listen, and with NOTIFY_SOCKET the supervisor
 reports READY=1, RELOADING=1 and STOPPING=1. See docs/operations.md.
 

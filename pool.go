@@ -37,7 +37,7 @@ func reportPool(ctx context.Context, p *pool, g poolGauges, bi BuildInfo, now fu
 		case <-t.C:
 		}
 		s := p.state()
-		if s.Beat.IsZero() || now().Sub(s.Beat) > healthStale {
+		if s.Retired || s.Beat.IsZero() || now().Sub(s.Beat) > healthStale {
 			continue
 		}
 		g.SetPool(s.Ready, s.Configured, s.Busy)
@@ -53,6 +53,7 @@ type pool struct {
 	configured int
 	ready      map[int]bool // ready workers by PID: busy (a request in flight)?
 	beat       time.Time    // the event loop's last heartbeat
+	retired    bool         // a new supervisor took over (upgrade)
 }
 
 // poolState is a copy of the pool at one moment.
@@ -61,6 +62,8 @@ type poolState struct {
 	// Beat is when the supervisor's event loop was last seen alive; zero
 	// before it started.
 	Beat time.Time
+	// Retired: a new supervisor took over the pool's gauges (upgrade).
+	Retired bool
 }
 
 func newPool(configured int) *pool {
@@ -70,13 +73,20 @@ func newPool(configured int) *pool {
 func (p *pool) state() poolState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := poolState{Ready: len(p.ready), Configured: p.configured, Beat: p.beat}
+	s := poolState{Ready: len(p.ready), Configured: p.configured, Beat: p.beat, Retired: p.retired}
 	for _, busy := range p.ready {
 		if busy {
 			s.Busy++
 		}
 	}
 	return s
+}
+
+// retire stops the gauges: after an upgrade the new supervisor sends them.
+func (p *pool) retire() {
+	p.mu.Lock()
+	p.retired = true
+	p.mu.Unlock()
 }
 
 // hooks adds the pool's bookkeeping to h and ph, before their own calls.

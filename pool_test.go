@@ -97,3 +97,20 @@ func TestReportPool(t *testing.T) {
 		t.Errorf("sends %q", g.sends[:2])
 	}
 }
+
+// TestReportPoolRetired: after an upgrade handed the pool to a new
+// supervisor, the old one's gauges stop, though its event loop still beats.
+func TestReportPoolRetired(t *testing.T) {
+	now := time.Now()
+	p := newPool(2)
+	_, ph := p.hooks(supervisor.Hooks{}, supervisor.PoolHooks{})
+	ph.Alive(now)
+	p.retire()
+	g := &gaugeRecorder{}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	reportPool(ctx, p, g, BuildInfo{"v1", "go1.26.8"}, func() time.Time { return now }, 5*time.Millisecond)
+	if n := g.count(); n != 1 {
+		t.Errorf("%d sends after retire, want 1 (the build info at start): %q", n, g.sends)
+	}
+}

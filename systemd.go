@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/forkwatch/forkwatch/supervisor"
 )
@@ -31,9 +32,12 @@ func activatedListener(log *slog.Logger) (*os.File, error) {
 
 // notifyHooks tell systemd (Type=notify, deploy/systemd/forkwatch.service)
 // about the pool: READY=1 once every worker is ready, RELOADING=1 and
-// READY=1 around a reload (SIGHUP), STOPPING=1 when the pool stops. With
-// no NOTIFY_SOCKET, notify is nil and the calls do nothing.
-func notifyHooks(notify *supervisor.Notifier, log *slog.Logger) supervisor.PoolHooks {
+// READY=1 around a reload (SIGHUP), STOPPING=1 when the pool stops. The
+// new supervisor of an upgrade (SIGUSR2, upgraded) adds MAINPID=<its PID>
+// to its READY=1, before the old one leaves; the old one sends no
+// STOPPING=1 then (the supervisor does not call Stopping after a
+// handover). With no NOTIFY_SOCKET, notify is nil and the calls do nothing.
+func notifyHooks(notify *supervisor.Notifier, upgraded bool, log *slog.Logger) supervisor.PoolHooks {
 	if notify == nil {
 		return supervisor.PoolHooks{}
 	}
@@ -42,8 +46,14 @@ func notifyHooks(notify *supervisor.Notifier, log *slog.Logger) supervisor.PoolH
 			log.Warn("systemd notification failed", "state", state, "err", err)
 		}
 	}
+	ready := "READY=1"
+	if upgraded {
+		// systemd takes a notification from a process other than the
+		// main one only with NotifyAccess=all.
+		ready += "\nMAINPID=" + strconv.Itoa(os.Getpid())
+	}
 	return supervisor.PoolHooks{
-		Serving:   func(int) { send("READY=1") },
+		Serving:   func(int) { send(ready) },
 		Reloading: func() { send(supervisor.Reloading()) },
 		// Aborted or not, the pool serves (the old workers stay).
 		Reloaded: func(error) { send("READY=1") },

@@ -184,6 +184,8 @@ func TestSystemdUnits(t *testing.T) {
 		"KillMode":   "mixed",
 		"ExecReload": "/bin/kill -HUP $MAINPID",
 		"Requires":   "forkwatch.socket",
+		// The new supervisor of an upgrade (SIGUSR2) sends MAINPID=.
+		"NotifyAccess": "all",
 	} {
 		if svc[k] != want {
 			t.Errorf("forkwatch.service %s=%q, want %q", k, svc[k], want)

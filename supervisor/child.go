@@ -39,8 +39,8 @@ func IsChild() bool { return os.Getenv(envWorkerID) != "" }
 // them close-on-exec, so that a process the worker starts does not hold the
 // supervisor's pipes or the listening socket open after the worker is gone.
 //
-// It also sets the worker's signal policy: SIGINT, SIGHUP, SIGTTIN and
-// SIGTTOU are ignored (a terminal's Ctrl-C reaches the whole process group,
+// It also sets the worker's signal policy: SIGINT, SIGHUP, SIGTTIN, SIGTTOU
+// and SIGUSR2 are ignored (a terminal's Ctrl-C reaches the whole process group,
 // and stopping is the supervisor's call), while SIGTERM asks this one worker
 // to stop, like the supervisor closing its control pipe does.
 func NewChild() (*Child, error) {
@@ -90,7 +90,7 @@ func NewChild() (*Child, error) {
 	for i := range nfiles {
 		c.files = append(c.files, os.NewFile(uintptr(first+i), "supervisor-file-"+strconv.Itoa(i)))
 	}
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	var once sync.Once

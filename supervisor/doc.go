@@ -52,6 +52,20 @@
 //     after that many requests plus a random jitter, like gunicorn's
 //     --max-requests.
 //   - SIGTTIN adds a worker slot, SIGTTOU removes one (never the last).
+//   - SIGUSR2 upgrades the supervisor itself (Upgraded describes the
+//     handshake): the binary at Options.Path starts as a new supervisor, in
+//     a process group of its own, with Args, Options.UpgradeEnv and the
+//     listening socket. It starts its own pool on the socket, and once every
+//     worker of it is ready (after its PoolHooks.Serving) it says so over a
+//     pipe; only then does this supervisor stop its workers as for a stop
+//     (PoolHooks.Upgraded instead of Stopping) and Run return nil. The
+//     socket stays open all along, so no client is refused. A new
+//     supervisor that exits, or is not ready within ReadyTimeout plus
+//     KillMargin, aborts the upgrade: this one keeps serving and logs the
+//     new one's error, and what is left of the new one's process group is
+//     sent SIGTERM, then SIGKILL Grace plus KillMargin later. A SIGUSR2
+//     during an upgrade is ignored; with ReusePort there is nothing to
+//     hand over and it is refused.
 //   - While Run runs, the supervisor survives the loss of its log reader:
 //     a write to a closed stdout or stderr fails instead of raising a fatal
 //     SIGPIPE.
@@ -62,10 +76,15 @@
 //	SIGHUP           reload: replace every worker, one slot at a time
 //	SIGTTIN          add a worker slot
 //	SIGTTOU          remove a worker slot (never the last)
+//	SIGUSR2          upgrade: a new supervisor takes over, then this one stops
 //
-// A worker ignores SIGINT, SIGHUP, SIGTTIN and SIGTTOU (they reach the whole
-// process group; acting on them is the supervisor's call) and takes SIGTERM
-// as a request to stop, like the closing of its control pipe.
+// A worker ignores SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2 (they reach
+// the whole process group; acting on them is the supervisor's call) and
+// takes SIGTERM as a request to stop, like the closing of its control pipe.
+//
+// After an upgrade the supervisor runs in a process group of its own, not
+// the terminal's: stop it by its PID (a pid file, systemd's MAINPID), not
+// with Ctrl-C.
 //
 // Hooks are called from the supervisor's single event goroutine, in the order
 // the events happened; they must not block.

@@ -43,7 +43,8 @@ func newFakeSys(t *testing.T) *fakeSys {
 
 func (f *fakeSys) sys() sys {
 	return sys{
-		start: f.start,
+		start:       f.start,
+		signalGroup: f.signalGroup,
 		now: func() time.Time {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -69,15 +70,19 @@ func (f *fakeSys) start(spec procSpec) (process, error) {
 		return nil, f.startErr
 	}
 	// Like a real child, keep copies of the pipe ends: the supervisor
-	// closes its own after the start.
+	// closes its own after the start. A new supervisor (an upgrade) has
+	// only the handshake pipe, which the fake's report stands for.
 	report, err := dupFile(spec.files[0])
 	if err != nil {
 		return nil, err
 	}
-	control, err := dupFile(spec.files[1])
-	if err != nil {
-		report.Close()
-		return nil, err
+	upgrade := spec.setpgid
+	var control *os.File
+	if !upgrade {
+		if control, err = dupFile(spec.files[1]); err != nil {
+			report.Close()
+			return nil, err
+		}
 	}
 	f.nextPID++
 	p := &fakeProc{
@@ -89,9 +94,41 @@ func (f *fakeSys) start(spec procSpec) (process, error) {
 		exited:   make(chan struct{}),
 		stubborn: f.stubborn,
 	}
-	go p.watchControl()
+	if !upgrade {
+		go p.watchControl()
+	}
 	f.procs = append(f.procs, p)
 	return p, nil
+}
+
+// signalGroup finds the group's leader (a new supervisor is started in a
+// group of its own): gone is ESRCH, SIGTERM stops it unless it is stubborn,
+// SIGKILL kills it.
+func (f *fakeSys) signalGroup(pgid int, sig syscall.Signal) error {
+	f.mu.Lock()
+	var p *fakeProc
+	for _, q := range f.procs {
+		if q.pid == pgid && q.spec.setpgid {
+			p = q
+		}
+	}
+	f.mu.Unlock()
+	if p == nil || p.isExited() {
+		return syscall.ESRCH
+	}
+	if sig == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	p.groupSignals = append(p.groupSignals, sig)
+	p.mu.Unlock()
+	switch {
+	case sig == syscall.SIGKILL:
+		p.exit(errKilled)
+	case sig == syscall.SIGTERM && !p.stubborn:
+		p.exit(nil)
+	}
+	return nil
 }
 
 func dupFile(f *os.File) (*os.File, error) {
@@ -195,6 +232,8 @@ type fakeProc struct {
 	exited  chan struct{}
 	exitErr error
 	signals []os.Signal
+	// groupSignals were sent to its process group.
+	groupSignals []syscall.Signal
 }
 
 var errKilled = errors.New("signal: killed")
@@ -283,7 +322,9 @@ func (p *fakeProc) exitKeepingPipe(err error) {
 	}
 	p.exitErr = err
 	close(p.exited)
-	p.control.Close()
+	if p.control != nil {
+		p.control.Close()
+	}
 }
 
 // closePipe closes what exitKeepingPipe left open.
@@ -315,6 +356,17 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func (p *fakeProc) gotGroup(sig syscall.Signal) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.groupSignals {
+		if s == sig {
+			return true
+		}
+	}
+	return false
 }
 
 // record collects hook calls for assertions; hooks run on the supervisor's

@@ -159,6 +159,18 @@ type Options struct {
 	Listener *os.File
 	// Pool are hooks that observe the pool as a whole (see PoolHooks).
 	Pool PoolHooks
+
+	// Handoff, from Upgraded, makes this supervisor the new one of an
+	// upgrade: it serves Handoff.Listener and, once every worker is ready
+	// (after PoolHooks.Serving), tells the old supervisor, which then
+	// stops; if Run fails first, it tells the old one why. Not with
+	// Listener or ReusePort.
+	Handoff *Handoff
+	// UpgradeEnv is the environment of the new supervisor an upgrade
+	// (SIGUSR2) starts. Default Env. A service manager's variables that
+	// the workers must not see but a supervisor needs (NOTIFY_SOCKET)
+	// belong here, not in Env.
+	UpgradeEnv []string
 }
 
 // ErrNoAddr is returned by Validate when Options.Addr is empty.
@@ -166,11 +178,14 @@ var ErrNoAddr = errors.New("supervisor: no listen address")
 
 // Validate reports the first option that cannot work.
 func (o *Options) Validate() error {
-	if o.Addr == "" && o.Listener == nil {
+	if o.Addr == "" && o.Listener == nil && o.Handoff == nil {
 		return ErrNoAddr
 	}
 	if o.Listener != nil && o.ReusePort {
 		return errors.New("supervisor: an inherited Listener cannot be used with ReusePort")
+	}
+	if o.Handoff != nil && (o.Listener != nil || o.ReusePort) {
+		return errors.New("supervisor: a Handoff brings its own listener: not with Listener or ReusePort")
 	}
 	if o.Workers < 0 {
 		return fmt.Errorf("supervisor: workers %d: must not be negative (0: %d)", o.Workers, DefaultWorkers)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"os"
 	"time"
 )
 
@@ -23,6 +24,17 @@ type PoolHooks struct {
 	// Scaled is called with the new number of slots after SIGTTIN,
 	// SIGTTOU or Scale.
 	Scaled func(workers int)
+	// UpgradeFiles, if set, is called at an upgrade (SIGUSR2) for files to
+	// pass to the new supervisor after the listening socket (an admin
+	// endpoint's socket, say); it reads them as Handoff.Files. The
+	// supervisor closes them once the new process has started.
+	UpgradeFiles func() ([]*os.File, error)
+	// Upgraded is called when an upgrade ends: err is nil when the new
+	// supervisor (pid) serves, and this one now stops its workers and
+	// returns from Run (Stopping is not called: the service goes on);
+	// else why the upgrade was aborted (wrapping ErrUpgradeAborted), and
+	// this one keeps serving. pid is 0 if no process was started.
+	Upgraded func(pid int, err error)
 	// Alive is called every time the event loop checks its deadlines
 	// (about every 25ms): a heartbeat that stops if the loop is stuck.
 	Alive func(now time.Time)
@@ -46,6 +58,15 @@ func (s *Supervisor) servingCheck() {
 	s.serving = true
 	if h := s.opts.Pool.Serving; h != nil {
 		h(len(s.slots))
+	}
+	// After Serving, which writes the pid file and tells systemd the new
+	// main PID: the old supervisor stops once it reads this.
+	if h := s.opts.Handoff; h != nil {
+		if err := h.ready(); err != nil {
+			s.opts.Logger.Error("upgrade: cannot tell the old supervisor that this one serves", "err", err)
+			return
+		}
+		s.opts.Logger.Info("upgrade: told the old supervisor that this one serves", "old_pid", os.Getppid())
 	}
 }
 

@@ -43,6 +43,11 @@ type Supervisor struct {
 	stopBegan time.Time // when stopping began, to merge close stop signals
 	bound     chan string
 	serving   bool // PoolHooks.Serving was called
+
+	up         *upgrade // the new supervisor of an upgrade under way
+	upEvents   chan upgradeEvent
+	handedOver bool       // a new supervisor serves: this one stops
+	leftovers  []leftover // what failed new supervisors left, being stopped
 }
 
 type slot struct {
@@ -77,8 +82,9 @@ type event struct {
 }
 
 type command struct {
-	reload bool
-	scale  int
+	reload  bool
+	upgrade bool
+	scale   int
 }
 
 // New checks opts and prepares a Supervisor; it starts nothing.
@@ -100,6 +106,12 @@ func New(opts Options) (*Supervisor, error) {
 	if opts.Env == nil {
 		opts.Env = os.Environ()
 	}
+	if opts.UpgradeEnv == nil {
+		opts.UpgradeEnv = opts.Env
+	}
+	if opts.Handoff != nil {
+		opts.Listener = opts.Handoff.Listener
+	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -113,12 +125,19 @@ func New(opts Options) (*Supervisor, error) {
 		procs:  make(map[*proc]struct{}),
 		events: make(chan event, 64),
 		bound:  make(chan string, 1),
+		// Room for every event of one new supervisor (ready or fatal, then
+		// its exit), which may come after Run returned.
+		upEvents: make(chan upgradeEvent, 4),
 	}, nil
 }
 
 // Reload replaces every worker, one at a time, as SIGHUP does; during a
 // reload it schedules one more after it.
 func (s *Supervisor) Reload() { s.cmds <- command{reload: true} }
+
+// Upgrade starts a new supervisor of the binary at Options.Path that takes
+// over the socket, as SIGUSR2 does; this one stops once it is ready.
+func (s *Supervisor) Upgrade() { s.cmds <- command{upgrade: true} }
 
 // Scale adds (delta > 0) or removes (delta < 0) worker slots, as SIGTTIN and
 // SIGTTOU do. The pool never shrinks below one worker.
@@ -134,7 +153,12 @@ func (s *Supervisor) Addr() <-chan string { return s.bound }
 //
 // While Run runs, a write to a closed stdout or stderr (the reader of the
 // log went away) fails with EPIPE instead of killing the process.
-func (s *Supervisor) Run(ctx context.Context) error {
+func (s *Supervisor) Run(ctx context.Context) (err error) {
+	if h := s.opts.Handoff; h != nil {
+		// The old supervisor waits for our word: a failure is its to log.
+		// After ready, this does nothing.
+		defer func() { h.Fail(err) }()
+	}
 	// Go's runtime kills a process that writes to a broken stdout or stderr
 	// unless SIGPIPE is handled; the pool must outlive its log reader (`2>&1
 	// | tee log`, then tee dies). Notify rather than Ignore: an ignored
@@ -152,7 +176,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		"reuseport", s.opts.ReusePort, "path", s.opts.Path)
 
 	sigs := make(chan os.Signal, 4)
-	s.sys.notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	s.sys.notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	defer s.sys.stopNotify(sigs)
 
 	for i := 1; i <= s.opts.Workers; i++ {
@@ -170,7 +194,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer stopTicker()
 	ctxDone := ctx.Done()
 	var bootErr error
-	for len(s.procs) > 0 || !s.stopping {
+	for len(s.procs) > 0 || len(s.leftovers) > 0 || !s.stopping {
 		select {
 		case <-ctxDone:
 			ctxDone = nil
@@ -181,9 +205,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			if c.reload {
 				s.startReload()
 			}
+			if c.upgrade {
+				s.startUpgrade()
+			}
 			if c.scale != 0 {
 				s.scale(c.scale)
 			}
+		case ev := <-s.upEvents:
+			s.handleUpgrade(ev)
 		case ev := <-s.events:
 			if err := s.handle(ev); err != nil && bootErr == nil {
 				bootErr = err
@@ -286,19 +315,35 @@ func (s *Supervisor) signal(sig os.Signal) {
 		s.scale(1)
 	case syscall.SIGTTOU:
 		s.scale(-1)
+	case syscall.SIGUSR2:
+		s.startUpgrade()
 	}
 }
 
-func (s *Supervisor) shutdown(why string) {
+func (s *Supervisor) shutdown(why string) { s.stopPool(why, true) }
+
+// stopPool stops every worker. After an upgrade it is not the service that
+// stops (the new supervisor holds the socket), so PoolHooks.Stopping is not
+// called.
+func (s *Supervisor) stopPool(why string, serviceStops bool) {
 	if s.stopping {
 		return
 	}
 	s.stopping, s.stopBegan = true, s.sys.now()
 	s.reload, s.reloading, s.reloadDue = nil, false, false
 	// New connections get a refusal rather than a queue no worker serves:
-	// the workers close their copies as they stop.
+	// the workers close their copies as they stop. After an upgrade the new
+	// supervisor holds the socket: they queue for its workers.
 	s.closeListener()
-	s.stoppingHook()
+	if up := s.up; up != nil {
+		s.up = nil
+		s.opts.Logger.Warn("stopping: abandoning the upgrade under way", "new_pid", up.pid)
+		s.abandon(up)
+		s.upgraded(up.pid, fmt.Errorf("%w: this supervisor is stopping", ErrUpgradeAborted))
+	}
+	if serviceStops {
+		s.stoppingHook()
+	}
 	s.opts.Logger.Info("stopping workers", "why", why, "workers", len(s.procs),
 		"grace", s.opts.Grace, "kill_after", s.opts.Grace+KillMargin)
 	for p := range s.procs {
@@ -657,6 +702,7 @@ func (s *Supervisor) check(now time.Time) error {
 	if !s.stopping {
 		s.respawnDue(now)
 	}
+	s.checkUpgrade(now)
 	for p := range s.procs {
 		sl := p.slot
 		switch {

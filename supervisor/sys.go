@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -12,8 +13,11 @@ import (
 // tableflip's env: New sets the real functions, and the package's tests
 // replace them to drive the state machine without processes or waiting.
 type sys struct {
-	// start starts a worker process.
+	// start starts a worker process, or a new supervisor.
 	start func(spec procSpec) (process, error)
+	// signalGroup sends sig to every process of the group pgid (0: only
+	// checks that there is one; ESRCH when there is none).
+	signalGroup func(pgid int, sig syscall.Signal) error
 	// now reads the clock every deadline is measured on.
 	now func() time.Time
 	// ticker returns a channel that ticks every d and a func that stops it.
@@ -31,6 +35,8 @@ type procSpec struct {
 	stdout, stderr io.Writer
 	// files become descriptors 3, 4, ... of the process.
 	files []*os.File
+	// setpgid starts the process in a new process group of its own.
+	setpgid bool
 }
 
 // process is a started worker process.
@@ -44,8 +50,9 @@ type process interface {
 // realSys is the operating system and the wall clock.
 func realSys() sys {
 	return sys{
-		start: startProcess,
-		now:   time.Now,
+		start:       startProcess,
+		signalGroup: func(pgid int, sig syscall.Signal) error { return syscall.Kill(-pgid, sig) },
+		now:         time.Now,
 		ticker: func(d time.Duration) (<-chan time.Time, func()) {
 			t := time.NewTicker(d)
 			return t.C, t.Stop
@@ -66,6 +73,9 @@ func startProcess(spec procSpec) (process, error) {
 	cmd.Stdout, cmd.Stderr = spec.stdout, spec.stderr
 	cmd.ExtraFiles = spec.files
 	cmd.WaitDelay = waitDelay
+	if spec.setpgid {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
