@@ -140,9 +140,10 @@ func TestFaultSupervisorKillUnderLoad(t *testing.T) {
 // sends it: SIGINT to cmd/stack's whole process group. The stack must stop
 // in order within 20 s (the webapp drains, Prometheus scrapes once more, the
 // exporter stops), kill nothing, and leave no process behind. A terminal
-// hangup (SIGHUP to the group) must do the same. Regression: Ctrl-C used to
-// reach the supervisor too, and with the stack's SIGTERM right after it the
-// supervisor took it as a second signal and SIGKILLed every worker.
+// hangup (SIGHUP to the group) must do the same. Regression: Ctrl-C reaches
+// the supervisor (it shares the terminal's group) and the stack's SIGTERM
+// follows milliseconds later; the supervisor used to take that as a second
+// signal and SIGKILL every worker. Now signals within a second are one stop.
 func TestFaultStackInterrupt(t *testing.T) {
 	stackBin := stacktest.Build(t, "./cmd/stack")
 	webapp := stacktest.Webapp(t)
@@ -194,8 +195,12 @@ func TestFaultStackInterrupt(t *testing.T) {
 				t.Errorf("stack exit code %d, want 0", code)
 			}
 			out := stack.Log()
-			// A hangup that reached the supervisor would reload it first.
-			for _, bad := range []string{"killing workers now", "signal: killed", "did not stop", `msg="reloading workers"`} {
+			// The webapp shares the terminal's process group (as it would
+			// without the stack, and as operators look for it there), so a
+			// hangup reaches the supervisor too and starts a reload, which
+			// the stack's stop right after it ends: that is allowed; a kill
+			// is not.
+			for _, bad := range []string{"killing workers now", "signal: killed", "killed by SIGKILL", "did not stop"} {
 				if strings.Contains(out, bad) {
 					t.Errorf("stack output has %q:\n%s", bad, out)
 				}
