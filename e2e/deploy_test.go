@@ -365,6 +365,9 @@ func compose(t *testing.T, profile string, args ...string) string {
 
 type composeFile struct {
 	Services map[string]struct {
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 		Image       string            `yaml:"image"`
 		Profiles    []string          `yaml:"profiles"`
 		Environment map[string]string `yaml:"environment"`
@@ -384,6 +387,18 @@ func TestCompose(t *testing.T) {
 	var c composeFile
 	if err := yaml.Unmarshal([]byte(compose(t, "two-hosts", "config")), &c); err != nil {
 		t.Fatalf("docker-compose config output: %v", err)
+	}
+	// Every service: a pinned image (or the repo's build) and a healthcheck.
+	for name, s := range c.Services {
+		if s.Image != "" && (!strings.Contains(s.Image, ":") || strings.HasSuffix(s.Image, ":latest")) {
+			t.Errorf("service %s: image %q is not pinned to a version", name, s.Image)
+		}
+		if len(s.Healthcheck.Test) == 0 {
+			t.Errorf("service %s has no healthcheck", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root(t), ".dockerignore")); err != nil {
+		t.Errorf("no .dockerignore: the image build would send bin/, .run/ and .git: %v", err)
 	}
 	exporters := map[string]string{} // exporter service -> the app sending to it
 	for name, s := range c.Services {
