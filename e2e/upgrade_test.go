@@ -234,3 +234,44 @@ func TestUpgradeNotifiesSystemd(t *testing.T) {
 		t.Errorf("notification at the new supervisor's SIGTERM %q, %v; want STOPPING=1", got, err)
 	}
 }
+
+// TestStackFollowsUpgrade: `make run` (cmd/stack) keeps running when its
+// webapp is upgraded with SIGUSR2 (the old supervisor exits once the new one
+// serves), and Ctrl-C then stops the new supervisor too: nothing is left.
+func TestStackFollowsUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	appAddr := stacktest.FreeAddr(t, false)
+	stack := stacktest.StartCommand(t, "stack", stacktest.Build(t, "./cmd/stack"),
+		"-app", appAddr, "-statsd", stacktest.FreeAddr(t, true), "-exporter", stacktest.FreeAddr(t, false),
+		"-prometheus", stacktest.FreeAddr(t, false), "-admin", stacktest.FreeAddr(t, false),
+		"-dir", dir, "-root", stacktest.Root(t), "-webapp", stacktest.Webapp(t))
+	stack.WaitLog(t, `msg="worker ready"`, 5, 60*time.Second)
+	pidFile := filepath.Join(dir, "webapp.pid")
+	readPID := func() int {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid
+	}
+	old := readPID()
+	if old == 0 {
+		t.Fatalf("no pid file at %s", pidFile)
+	}
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	stack.WaitLog(t, "following the new supervisor", 1, 30*time.Second)
+	upgraded := readPID()
+	if upgraded == old || !proctree.Alive(upgraded) {
+		t.Fatalf("pid file names %d after the upgrade (old %d), want a new live supervisor", upgraded, old)
+	}
+	get(t, "http://"+appAddr+"/test/", "rest")
+	if err := syscall.Kill(-stack.PID(), syscall.SIGINT); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	if code := stack.WaitExit(t, 30*time.Second); code != 0 {
+		t.Errorf("stack exit code %d, want 0", code)
+	}
+	if proctree.Alive(upgraded) {
+		t.Errorf("the upgraded supervisor %d is still running after the stack stopped", upgraded)
+	}
+}

@@ -21,10 +21,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/forkwatch/forkwatch/internal/launch"
+	"github.com/forkwatch/forkwatch/internal/proctree"
 )
 
 func main() {
@@ -83,6 +87,9 @@ func run() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var app *launch.Process
+	// supervisor is the webapp's supervisor now: app's process, or after a
+	// SIGUSR2 upgrade the new supervisor the pid file names.
+	var supervisor atomic.Int64
 	appStarted := make(chan struct{})
 	go func() {
 		<-sigs
@@ -90,7 +97,7 @@ func run() int {
 		<-appStarted
 		for sig := range sigs {
 			log.Warn("second stop signal: passing it on to the webapp", "signal", sig)
-			_ = app.Signal(sig)
+			_ = syscall.Kill(int(supervisor.Load()), sig.(syscall.Signal))
 		}
 	}()
 
@@ -131,9 +138,10 @@ func run() int {
 	}
 	defer stop(log, prom)
 
+	pidFile := filepath.Join(filepath.Dir(promDir), "webapp.pid")
 	app, err = launch.StartWebapp(launch.Webapp{
 		Bin: *webapp, Addr: *appAddr,
-		Args:   []string{"-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr},
+		Args:   []string{"-statsd-addr", exporter.StatsdAddr, "-admin-addr", *adminAddr, "-pidfile", pidFile},
 		Stdout: os.Stdout, Stderr: os.Stderr,
 		// The terminal's Ctrl-C reaches the supervisor itself, as without
 		// the stack; the SIGTERM we pass on milliseconds later is the same
@@ -144,6 +152,7 @@ func run() int {
 		log.Error("start webapp", "err", err)
 		return 1
 	}
+	supervisor.Store(int64(app.PID()))
 	close(appStarted)
 
 	query := url.QueryEscape(`sum by (endpoint, http_status) (request_count)`)
@@ -159,22 +168,38 @@ Ctrl-C stops everything.
 `, *appAddr, exporter.URL, prom.URL, query, exporter.StatsdAddr, auditHint(filepath.Join(filepath.Dir(*webapp), "fwctl"), prom.URL, *adminAddr))
 
 	code := 0
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: the webapp drains, then Prometheus scrapes once more, then the exporter stops")
-	case <-app.Done():
-		log.Error("webapp exited", "err", app.Err())
-		code = 1
-	case <-exporter.Done():
-		log.Error("statsd_exporter exited")
-		code = 1
-	case <-prom.Done():
-		log.Error("Prometheus exited")
-		code = 1
+	appGone := app.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: the webapp drains, then Prometheus scrapes once more, then the exporter stops")
+			running = false
+		case <-appGone:
+			// After a SIGUSR2 the old supervisor exits once the new one
+			// serves; the pid file names the new one.
+			if pid, ok := upgradedTo(pidFile, int(supervisor.Load())); ok {
+				log.Info("webapp upgraded (SIGUSR2): following the new supervisor", "pid", pid)
+				supervisor.Store(int64(pid))
+				appGone = watchPID(pid)
+				continue
+			}
+			log.Error("webapp exited", "err", app.Err())
+			code, running = 1, false
+		case <-exporter.Done():
+			log.Error("statsd_exporter exited")
+			code, running = 1, false
+		case <-prom.Done():
+			log.Error("Prometheus exited")
+			code, running = 1, false
+		}
 	}
 	// The supervisor's own grace is -grace plus a flush; it stops by itself.
-	if err := app.Stop(appStopTimeout); err != nil {
-		log.Warn("stop", "process", app.Name, "err", err)
+	if pid := int(supervisor.Load()); pid == app.PID() {
+		if err := app.Stop(appStopTimeout); err != nil {
+			log.Warn("stop", "process", app.Name, "err", err)
+		}
+	} else if err := stopPID(pid, appStopTimeout); err != nil {
+		log.Warn("stop", "process", "webapp", "pid", pid, "err", err)
 	}
 	// One more scrape interval, so Prometheus has the final flushes.
 	select {
@@ -193,6 +218,48 @@ const (
 	// margin: after it, the counts the workers flushed at exit are stored.
 	lastScrape = 2500 * time.Millisecond
 )
+
+// upgradedTo reports the supervisor the pid file names, if it is another
+// live process than old: the webapp was upgraded with SIGUSR2.
+func upgradedTo(pidFile string, old int) (int, bool) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid == old || !proctree.Alive(pid) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// watchPID returns a channel closed once process pid (not our child: we
+// cannot wait for it) is gone.
+func watchPID(pid int) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		for proctree.Alive(pid) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		close(gone)
+	}()
+	return gone
+}
+
+// stopPID stops a supervisor that is not our child (an upgraded one, in a
+// process group of its own): SIGTERM, then after timeout its group is
+// killed.
+func stopPID(pid int, timeout time.Duration) error {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-watchPID(pid):
+		return nil
+	case <-time.After(timeout):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return fmt.Errorf("did not stop within %s: killed", timeout)
+	}
+}
 
 // auditHint is the command that audits this stack, for the banner.
 func auditHint(fwctl, promURL, adminAddr string) string {
