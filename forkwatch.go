@@ -381,9 +381,7 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return fail(err)
 	}
-	if o.WorkerProcs > 0 {
-		runtime.GOMAXPROCS(o.WorkerProcs)
-	}
+	runtime.GOMAXPROCS(o.workerProcs(runtime.NumCPU()))
 	opts := o.workerOptions()
 	opts.Logger = log
 	access, err := openAccessLog(o.AccessLog, app.Stdout)

@@ -88,3 +88,21 @@ func TestEveryOptionIsAFlag(t *testing.T) {
 type flagT = flag.Flag
 
 func numFields(o Options) int { return reflect.TypeOf(o).NumField() }
+
+func TestWorkerProcs(t *testing.T) {
+	tests := []struct {
+		workers, procs, cpus, want int
+	}{
+		{5, 0, 2, 1},   // more workers than CPUs: one each, like fasthttp's prefork
+		{2, 0, 8, 4},   // the CPUs shared out
+		{3, 0, 8, 2},   // rounded down
+		{5, 3, 2, 3},   // set by hand
+		{1, 0, 16, 16}, // one worker: every CPU
+	}
+	for _, tc := range tests {
+		o := Options{Workers: tc.workers, WorkerProcs: tc.procs}
+		if got := o.workerProcs(tc.cpus); got != tc.want {
+			t.Errorf("workers %d, -worker-procs %d, %d CPUs: GOMAXPROCS %d, want %d", tc.workers, tc.procs, tc.cpus, got, tc.want)
+		}
+	}
+}
