@@ -5,7 +5,7 @@
 GO ?= go
 # Debian packages: what `make run` needs, and what the tests need on top.
 RUN_DEPS  := prometheus
-TEST_DEPS := prometheus docker-compose chromium
+TEST_DEPS := prometheus docker-compose chromium systemd
 
 .PHONY: all build run test unit e2e deps load verify vet fuzz fuzz-short bench
 
