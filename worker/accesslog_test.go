@@ -159,21 +159,7 @@ func BenchmarkAccessLog(b *testing.B) {
 				opts.AccessLog = NewAccessLog(io.Discard, 0)
 				defer opts.AccessLog.Close()
 			}
-			s, err := New(benchRoutes(), opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var req fasthttp.Request
-			req.SetRequestURI("http://bench/test/")
-			var ctx fasthttp.RequestCtx
-			ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				ctx.Response.Reset()
-				s.handle(&ctx)
-			}
-			b.StopTimer()
+			benchHandle(b, opts)
 			if on && opts.AccessLog.Dropped() > uint64(b.N)/2 {
 				b.Logf("dropped %d of %d lines", opts.AccessLog.Dropped(), b.N)
 			}
