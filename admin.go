@@ -16,30 +16,6 @@ import (
 	"github.com/forkwatch/forkwatch/supervisor"
 )
 
-// withLedger adds the accounting audit to the supervisor's hooks: workers'
-// totals messages go to the ledger, and an exited worker's totals move to
-// the ledger's exited sum (after the hooks' own Exit).
-func withLedger(h supervisor.Hooks, l *ledger.Ledger, log *slog.Logger) supervisor.Hooks {
-	exit := h.Exit
-	h.Exit = func(w supervisor.Worker, reason supervisor.Reason, wasReady bool, err error) {
-		if exit != nil {
-			exit(w, reason, wasReady, err)
-		}
-		l.Exit(w.PID)
-	}
-	message := h.Message
-	h.Message = func(w supervisor.Worker, msg []byte) {
-		ok, err := l.Message(w.PID, msg)
-		if err != nil {
-			log.Warn("bad totals from worker", "worker", w.ID, "pid", w.PID, "err", err)
-		}
-		if !ok && message != nil {
-			message(w, msg)
-		}
-	}
-	return h
-}
-
 // checkAdminAddr accepts "" (off) or a host:port whose host is a loopback
 // address: the ledger is for the operator on this machine only.
 func checkAdminAddr(a string) error {
@@ -184,30 +160,4 @@ func (a *adminServer) files() ([]*os.File, error) {
 		return nil, fmt.Errorf("admin endpoint: %w", err)
 	}
 	return []*os.File{f}, nil
-}
-
-// totalsSender sends a worker's tally to the supervisor when it changed.
-type totalsSender struct {
-	tally *ledger.Tally
-	child *supervisor.Child
-	log   *slog.Logger
-	sent  uint64 // sum of the totals last sent
-}
-
-// send is called from the worker's report loop only; nil (metrics off) does
-// nothing.
-func (s *totalsSender) send() {
-	if s == nil {
-		return
-	}
-	t := s.tally.Totals()
-	sum := t.Sum()
-	if sum == s.sent {
-		return
-	}
-	if err := s.child.Send(ledger.Message(t)); err != nil {
-		s.log.Warn("send totals to supervisor", "err", err)
-		return
-	}
-	s.sent = sum
 }

@@ -116,6 +116,15 @@ func newMetrics(o *Options, seg *statsd.Segment, log *slog.Logger) (*statsd.Clie
 	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Segment: seg, Logger: log})
 }
 
+// served is what a worker's segment says it served, as the ledger counts it.
+func served(seg *statsd.Segment) ledger.Totals {
+	t := ledger.Totals{}
+	for _, s := range seg.Totals().Served {
+		t[ledger.Key{Method: s.Method, Endpoint: s.Endpoint, Status: s.Status}] += s.Count
+	}
+	return t
+}
+
 // remainderTries is how many times, a second apart, the supervisor tries
 // to send what a dead worker left before it gives up (the exporter is down).
 const remainderTries = 30
@@ -127,7 +136,7 @@ const remainderTries = 30
 // A remainder the exporter does not take is retried every second, up to
 // remainderTries; the returned finish makes every retry loop try once more
 // and give up, and waits for them: a stop never waits on a dead exporter.
-func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) (supervisor.Hooks, func()) {
+func withSegments(h supervisor.Hooks, metrics *statsd.Client, l *ledger.Ledger, log *slog.Logger) (supervisor.Hooks, func()) {
 	var sending sync.WaitGroup
 	stopping := make(chan struct{})
 	pending := map[int]*statsd.Segment{} // by slot, between Files and Spawn
@@ -155,6 +164,7 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 		if seg := pending[w.ID]; seg != nil {
 			byPID[w.PID] = seg
 			delete(pending, w.ID)
+			l.Track(w.PID, func() ledger.Totals { return served(seg) })
 		}
 		if spawn != nil {
 			spawn(w)
@@ -163,6 +173,7 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, log *slog.Logger) 
 	h.Exit = func(w supervisor.Worker, reason supervisor.Reason, wasReady bool, err error) {
 		if seg := byPID[w.PID]; seg != nil {
 			delete(byPID, w.PID)
+			l.Exit(w.PID) // its final counts, before the segment is freed
 			// Off the supervisor's goroutine: a send may wait on the network.
 			sending.Add(1)
 			go func() {
@@ -307,13 +318,12 @@ func supervise(app *App, o *Options, log *slog.Logger) (err error) {
 		// Before metrics.Close (deferred earlier, so run later).
 		defer func() { stop(); <-reported }()
 	}
+	l := ledger.NewLedger(o.AppName, time.Now())
 	if metrics != nil {
 		var sent func()
-		hooks, sent = withSegments(hooks, metrics, log)
+		hooks, sent = withSegments(hooks, metrics, l, log)
 		defer sent() // before metrics.Close, deferred earlier
 	}
-	l := ledger.NewLedger(o.AppName, time.Now())
-	hooks = withLedger(hooks, l, log)
 	hooks, poolHooks = p.hooks(hooks, poolHooks)
 	var adminSocket *os.File // the old supervisor's, after an upgrade
 	if handoff != nil && len(handoff.Files) > 0 {
@@ -394,11 +404,8 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	}
 	opts.MaxRequests = child.MaxRequests()
 	opts.Configure = app.Server
-	var totals *totalsSender
 	if metrics != nil {
-		// The tally counts on its own, for the accounting audit.
-		totals = &totalsSender{tally: &ledger.Tally{}, child: child, log: log}
-		opts.Recorder = worker.Tee(metrics, totals.tally)
+		opts.Recorder = metrics
 	}
 	routes, err := app.Routes()
 	if err != nil {
@@ -421,7 +428,6 @@ func serveWorker(app *App, o *Options, log *slog.Logger) error {
 	report := func() error {
 		access.warnDropped(log)
 		p := srv.Progress()
-		totals.send()
 		return child.Report(supervisor.Status{Handled: p.Handled, Busy: p.Busy, BusyWith: p.BusyWith})
 	}
 	tick := time.NewTicker(o.ReportInterval)

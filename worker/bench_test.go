@@ -9,7 +9,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
-	"github.com/forkwatch/forkwatch/internal/ledger"
 	"github.com/forkwatch/forkwatch/statsd"
 )
 
@@ -18,8 +17,8 @@ import (
 //	go test -run '^$' -bench . -benchmem ./worker/
 //
 // "nil" is the no-metrics baseline (no Recorder); "statsd" is the product's
-// DogStatsD client sending to a UDP socket that a goroutine reads and
-// discards; "statsd+tally" adds the audit tally as cmd/webapp wires it.
+// DogStatsD client (Record into its segment, a flush goroutine sending) to a
+// UDP socket that a goroutine reads and discards.
 // Compare each with "nil" from the same run.
 
 // benchRecorders are the recorder set-ups compared.
@@ -52,7 +51,6 @@ func benchRecorders(b *testing.B) []struct {
 	}{
 		{"nil", nil},
 		{"statsd", client},
-		{"statsd+tally", Tee(client, &ledger.Tally{})},
 	}
 }
 

@@ -10,16 +10,16 @@ import (
 // Path is where Handler serves the ledger.
 const Path = "/audit"
 
-// Ledger is the supervisor's account of what its workers served: the latest
-// totals each live worker reported, plus the final totals of every worker
-// that has exited. It is safe for concurrent use (the supervisor's hooks
-// write, the admin endpoint reads).
+// Ledger is the supervisor's account of what its workers served: each live
+// worker's totals, read from its metrics segment when asked, plus the final
+// totals of every worker that has exited. It is safe for concurrent use (the
+// supervisor's hooks write, the admin endpoint reads).
 type Ledger struct {
 	appName string
 	started time.Time
 
 	mu     sync.Mutex
-	live   map[int]Totals // by worker PID
+	live   map[int]func() Totals // by worker PID
 	exited Totals
 	gone   int
 }
@@ -27,33 +27,25 @@ type Ledger struct {
 // NewLedger returns an empty ledger for a pool that sends app_name appName
 // and started at started.
 func NewLedger(appName string, started time.Time) *Ledger {
-	return &Ledger{appName: appName, started: started, live: map[int]Totals{}, exited: Totals{}}
+	return &Ledger{appName: appName, started: started, live: map[int]func() Totals{}, exited: Totals{}}
 }
 
-// Message takes a worker's message (from Hooks.Message). It returns false
-// for a message that is not a worker's totals, and an error for totals that
-// do not decode.
-func (l *Ledger) Message(pid int, msg []byte) (bool, error) {
-	t, ok, err := ParseMessage(msg)
-	if !ok || err != nil {
-		return ok, err
-	}
+// Track adds a live worker whose cumulative totals totals reads (from its
+// metrics segment: counted the moment each request finished, so a worker
+// killed later loses nothing from the ledger either).
+func (l *Ledger) Track(pid int, totals func() Totals) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.live[pid] = t // cumulative: the newest replaces the older
-	return true, nil
+	l.live[pid] = totals
 }
 
-// Exit moves an exited worker's last totals to the exited sum. A worker
-// sends its final totals after its drain and before it exits, and the
-// supervisor delivers a worker's messages before its exit, so nothing is
-// lost on a graceful stop; a killed worker's counts since its last message
-// are.
+// Exit reads an exited worker's totals one last time and moves them to the
+// exited sum; the source is not read again (its segment may be freed).
 func (l *Ledger) Exit(pid int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t, ok := l.live[pid]; ok {
-		l.exited.Add(t)
+	if f, ok := l.live[pid]; ok {
+		l.exited.Add(f())
 		delete(l.live, pid)
 		l.gone++
 	}
@@ -84,8 +76,8 @@ func (l *Ledger) Snapshot() Snapshot {
 	defer l.mu.Unlock()
 	all := Totals{}
 	all.Add(l.exited)
-	for _, t := range l.live {
-		all.Add(t)
+	for _, f := range l.live {
+		all.Add(f())
 	}
 	return Snapshot{
 		AppName:       l.appName,

@@ -8,79 +8,30 @@ import (
 	"time"
 )
 
-func TestTallyConcurrent(t *testing.T) {
-	var tally Tally
-	keys := []Key{{"GET", "/test/", 200}, {"GET", "/test1/", 500}, {"POST", "unmatched", 404}}
-	const perKey, goroutines = 1000, 8
-	var wg sync.WaitGroup
-	for g := 0; g < goroutines; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < perKey; i++ {
-				for _, k := range keys {
-					tally.Record(k.Method, k.Endpoint, k.Status, time.Millisecond)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	got := tally.Totals()
-	if len(got) != len(keys) {
-		t.Fatalf("%d series, want %d: %v", len(got), len(keys), got)
-	}
-	for _, k := range keys {
-		if got[k] != perKey*goroutines {
-			t.Errorf("%v = %d, want %d", k, got[k], perKey*goroutines)
-		}
-	}
-}
-
-func TestTallyRecordDoesNotAllocate(t *testing.T) {
-	var tally Tally
-	tally.Record("GET", "/test/", 200, 0)
-	if n := testing.AllocsPerRun(1000, func() { tally.Record("GET", "/test/", 200, 0) }); n != 0 {
-		t.Errorf("Record allocates %v times per call on a known series, want 0", n)
-	}
-}
-
-func TestMessageRoundTrip(t *testing.T) {
-	in := Totals{{"GET", "/test/", 200}: 7, {"HEAD", "unmatched", 404}: 1}
-	out, ok, err := ParseMessage(Message(in))
-	if !ok || err != nil {
-		t.Fatalf("ParseMessage: ok=%v err=%v", ok, err)
-	}
-	if len(out) != len(in) || out[Key{"GET", "/test/", 200}] != 7 || out[Key{"HEAD", "unmatched", 404}] != 1 {
-		t.Errorf("round trip: got %v, want %v", out, in)
-	}
-	for name, msg := range map[string]string{"other kind": "hello", "empty": ""} {
-		if _, ok, err := ParseMessage([]byte(msg)); ok || err != nil {
-			t.Errorf("%s: ok=%v err=%v, want not an audit message", name, ok, err)
-		}
-	}
-	if _, ok, err := ParseMessage(append(append([]byte{}, messagePrefix...), "{"...)); !ok || err == nil {
-		t.Errorf("truncated: ok=%v err=%v, want an error", ok, err)
-	}
-}
-
 func TestLedger(t *testing.T) {
 	started := time.Now().Add(-time.Minute).Truncate(time.Second)
 	l := NewLedger("webapp", started)
 	k200, k500 := Key{"GET", "/test/", 200}, Key{"GET", "/test1/", 500}
-	send := func(pid int, t Totals) {
-		if ok, err := l.Message(pid, Message(t)); !ok || err != nil {
-			panic("bad message")
-		}
+	// Each worker's totals are read when asked (its segment), as they are then.
+	var mu sync.Mutex
+	segments := map[int]Totals{}
+	track := func(pid int, t Totals) {
+		mu.Lock()
+		segments[pid] = t
+		mu.Unlock()
+		l.Track(pid, func() Totals {
+			mu.Lock()
+			defer mu.Unlock()
+			return segments[pid]
+		})
 	}
-	send(1, Totals{k200: 3})
-	send(1, Totals{k200: 5})          // cumulative: replaces 3
-	send(2, Totals{k200: 2, k500: 1}) // another worker
-	if ok, _ := l.Message(2, []byte("not ours")); ok {
-		t.Error("a foreign message was taken as totals")
-	}
+	track(1, Totals{k200: 3})
+	track(1, Totals{k200: 5})          // cumulative: replaces 3
+	track(2, Totals{k200: 2, k500: 1}) // another worker
 	l.Exit(2)
-	l.Exit(3) // never reported: nothing to move
-	send(4, Totals{k500: 4})
+	segments[2] = Totals{k200: 100} // freed after Exit: never read again
+	l.Exit(3)                       // never tracked: nothing to move
+	track(4, Totals{k500: 4})
 
 	srv := httptest.NewServer(l.Handler())
 	defer srv.Close()
