@@ -386,7 +386,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, `
 ## Systems
 
-- **fasthttp prefork**: fasthttp's own `+"`prefork`"+` package (cmd/bench/fastprefork), the demo routes in a plain switch, no metrics, %[1]d children (GOMAXPROCS 1 each, as prefork sets it), the yardstick.
+- **fasthttp prefork**: fasthttp's own `+"`prefork`"+` package (cmd/bench/fastprefork), the demo routes in a plain switch, no metrics, %[1]d children (GOMAXPROCS 1 each, as prefork sets it), with the same fasthttp.Server limits as forkwatch's workers (read/write/idle timeouts, header buffer, body size, concurrency: what a production server needs against slow clients), so the comparison isolates the supervisor, Mux and middleware; the yardstick.
 - **no metrics**: forkwatch (bin/webapp) with -no-metrics, %[1]d workers.
 - **forkwatch**: forkwatch with metrics on: its statsd client in each worker, statsd_exporter and Prometheus (started by internal/launch as `+"`make run`"+` starts them), the audit ledger (-admin-addr).
 - **Python original**: cmd/bench/original/app.py, Flask under uwsgi, %[1]d workers, two DogStatsD datagrams per request to its own exporter and Prometheus.

@@ -5,6 +5,13 @@
 //
 //	fastprefork -listen 127.0.0.1:5103 -children 5
 //
+// By default the server has the same fasthttp.Server limits as forkwatch's
+// workers (read, write and idle timeouts, header buffer, body size,
+// concurrency: worker.Default*), which a production prefork server needs
+// against slow or hostile clients, so that the comparison isolates what
+// forkwatch adds: the supervisor, the Mux and the middleware. -bare serves
+// with fasthttp's zero settings instead.
+//
 // Routes, as cmd/webapp: GET /test/ -> 200 "rest"; /test1/ -> 500
 // "runtime error: integer divide by zero"; /test and /test1 -> 301 to the
 // slash form; anything else -> 404.
@@ -22,6 +29,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/forkwatch/forkwatch/worker"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/prefork"
 )
@@ -29,6 +37,7 @@ import (
 func main() {
 	addr := flag.String("listen", "127.0.0.1:5103", "`address` to serve")
 	children := flag.Int("children", 5, "child processes")
+	bare := flag.Bool("bare", false, "fasthttp's zero settings instead of forkwatch's worker limits")
 	flag.Parse()
 	if *children < 1 {
 		fmt.Fprintln(os.Stderr, "fastprefork: -children must be >= 1")
@@ -37,7 +46,16 @@ func main() {
 	if !prefork.IsChild() {
 		runtime.GOMAXPROCS(*children)
 	}
-	p := prefork.New(&fasthttp.Server{Handler: handle, NoDefaultServerHeader: true})
+	srv := &fasthttp.Server{Handler: handle, NoDefaultServerHeader: true}
+	if !*bare {
+		srv.ReadTimeout = worker.DefaultReadTimeout
+		srv.WriteTimeout = worker.DefaultWriteTimeout
+		srv.IdleTimeout = worker.DefaultIdleTimeout
+		srv.ReadBufferSize = worker.DefaultMaxHeaderBytes
+		srv.MaxRequestBodySize = worker.DefaultMaxBodyBytes
+		srv.Concurrency = worker.DefaultMaxConns
+	}
+	p := prefork.New(srv)
 	// A child whose master is gone would serve on alone.
 	p.OnMasterDeath = func() { os.Exit(1) }
 	if err := p.ListenAndServe(*addr); err != nil {
