@@ -35,12 +35,15 @@ import (
 	"time"
 
 	"github.com/forkwatch/forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 // Defaults: every address is on loopback, so nothing is reachable from
 // another host unless the user says so.
 const (
-	DefaultStatsdAddr     = "127.0.0.1:9125"
+	// DefaultStatsdAddr is where the workers send by default: the
+	// exporter listens where they look.
+	DefaultStatsdAddr     = statsd.DefaultAddr
 	DefaultExporterAddr   = "127.0.0.1:9102"
 	DefaultPrometheusAddr = "127.0.0.1:9090"
 
