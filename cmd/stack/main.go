@@ -29,6 +29,7 @@ import (
 
 	"github.com/forkwatch/forkwatch/internal/launch"
 	"github.com/forkwatch/forkwatch/internal/proctree"
+	"github.com/forkwatch/forkwatch/statsd"
 )
 
 func main() {
@@ -155,7 +156,7 @@ func run() int {
 	supervisor.Store(int64(app.PID()))
 	close(appStarted)
 
-	query := url.QueryEscape(`sum by (endpoint, http_status) (request_count)`)
+	query := url.QueryEscape("sum by (endpoint, http_status) (" + statsd.RequestCount + ")")
 	fmt.Printf(`
 forkwatch is up:
   app                 http://%[1]s/test/   (also /test1/, /test, /test1)
