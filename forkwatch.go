@@ -116,13 +116,15 @@ func newMetrics(o *Options, seg *statsd.Segment, log *slog.Logger) (*statsd.Clie
 	return statsd.New(statsd.Config{Addr: o.StatsdAddr, AppName: o.AppName, FlushInterval: o.FlushInterval, Segment: seg, Logger: log})
 }
 
-// served is what a worker's segment says it served, as the ledger counts it.
-func served(seg *statsd.Segment) ledger.Totals {
+// served is what a worker's segment says it served, as the ledger counts it,
+// and the latency samples it dropped.
+func served(seg *statsd.Segment) (ledger.Totals, uint64) {
+	st := seg.Totals()
 	t := ledger.Totals{}
-	for _, s := range seg.Totals().Served {
+	for _, s := range st.Served {
 		t[ledger.Key{Method: s.Method, Endpoint: s.Endpoint, Status: s.Status}] += s.Count
 	}
-	return t
+	return t, st.DroppedSamples
 }
 
 // remainderTries is how many times, a second apart, the supervisor tries
@@ -164,7 +166,7 @@ func withSegments(h supervisor.Hooks, metrics *statsd.Client, l *ledger.Ledger, 
 		if seg := pending[w.ID]; seg != nil {
 			byPID[w.PID] = seg
 			delete(pending, w.ID)
-			l.Track(w.PID, func() ledger.Totals { return served(seg) })
+			l.Track(w.PID, func() (ledger.Totals, uint64) { return served(seg) })
 		}
 		if spawn != nil {
 			spawn(w)

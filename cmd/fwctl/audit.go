@@ -39,6 +39,11 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	served, seen := r.Totals()
+	if snap.DroppedSamples > 0 {
+		// Counts are exact regardless; these requests' latencies are not in
+		// the histogram.
+		fmt.Fprintf(stdout, "note: the workers dropped %d latency samples (their buffers full while the exporter was unreachable)\n", snap.DroppedSamples)
+	}
 	if !r.OK() {
 		fmt.Fprintf(stdout, "MISMATCH: %d served, %d seen by Prometheus, %d missing\n", served, seen, served-seen)
 		return 1

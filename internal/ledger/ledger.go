@@ -18,22 +18,28 @@ type Ledger struct {
 	appName string
 	started time.Time
 
-	mu     sync.Mutex
-	live   map[int]func() Totals // by worker PID
-	exited Totals
-	gone   int
+	mu      sync.Mutex
+	live    map[int]Source // by worker PID
+	exited  Totals
+	dropped uint64 // latency samples exited workers could not keep
+	gone    int
 }
+
+// Source reads a worker's cumulative served counts and the latency samples
+// it had to drop (its ring full while the exporter was unreachable; their
+// requests are still counted).
+type Source func() (served Totals, droppedSamples uint64)
 
 // NewLedger returns an empty ledger for a pool that sends app_name appName
 // and started at started.
 func NewLedger(appName string, started time.Time) *Ledger {
-	return &Ledger{appName: appName, started: started, live: map[int]func() Totals{}, exited: Totals{}}
+	return &Ledger{appName: appName, started: started, live: map[int]Source{}, exited: Totals{}}
 }
 
 // Track adds a live worker whose cumulative totals totals reads (from its
 // metrics segment: counted the moment each request finished, so a worker
 // killed later loses nothing from the ledger either).
-func (l *Ledger) Track(pid int, totals func() Totals) {
+func (l *Ledger) Track(pid int, totals Source) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.live[pid] = totals
@@ -45,7 +51,9 @@ func (l *Ledger) Exit(pid int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if f, ok := l.live[pid]; ok {
-		l.exited.Add(f())
+		t, dropped := f()
+		l.exited.Add(t)
+		l.dropped += dropped
 		delete(l.live, pid)
 		l.gone++
 	}
@@ -65,6 +73,10 @@ type Snapshot struct {
 	WorkersExited int `json:"workers_exited"`
 	// Series are the served counts per series, live and exited added up.
 	Series []wireSeries `json:"series"`
+	// DroppedSamples counts latency samples the workers could not keep
+	// (their rings full while the exporter was unreachable): their
+	// requests are counted, their latencies are not in the histogram.
+	DroppedSamples uint64 `json:"dropped_latency_samples"`
 }
 
 // Served returns the counts per series, in a fixed order.
@@ -76,8 +88,11 @@ func (l *Ledger) Snapshot() Snapshot {
 	defer l.mu.Unlock()
 	all := Totals{}
 	all.Add(l.exited)
+	dropped := l.dropped
 	for _, f := range l.live {
-		all.Add(f())
+		t, d := f()
+		all.Add(t)
+		dropped += d
 	}
 	return Snapshot{
 		AppName:       l.appName,
@@ -86,6 +101,8 @@ func (l *Ledger) Snapshot() Snapshot {
 		WorkersLive:   len(l.live),
 		WorkersExited: l.gone,
 		Series:        all.wire(),
+
+		DroppedSamples: dropped,
 	}
 }
 

@@ -19,10 +19,10 @@ func TestLedger(t *testing.T) {
 		mu.Lock()
 		segments[pid] = t
 		mu.Unlock()
-		l.Track(pid, func() Totals {
+		l.Track(pid, func() (Totals, uint64) {
 			mu.Lock()
 			defer mu.Unlock()
-			return segments[pid]
+			return segments[pid], uint64(pid) // pid dropped samples, to see them add up
 		})
 	}
 	track(1, Totals{k200: 3})
@@ -47,6 +47,9 @@ func TestLedger(t *testing.T) {
 	got := snap.Served()
 	if got[k200] != 7 || got[k500] != 5 || len(got) != 2 {
 		t.Errorf("served %v, want %v=7 %v=5", got, k200, k500)
+	}
+	if snap.DroppedSamples != 1+2+4 {
+		t.Errorf("dropped samples %d, want 7 (live 1 and 4, exited 2)", snap.DroppedSamples)
 	}
 	if snap.WorkersLive != 2 || snap.WorkersExited != 1 || snap.AppName != "webapp" || !snap.Started.Equal(started) {
 		b, _ := json.Marshal(snap)
