@@ -82,11 +82,3 @@ func parseWrk(out string) (loadResult, error) {
 	}
 	return r, nil
 }
-
-var (
-	heyRPS    = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	heyTotal  = regexp.MustCompile(`Total:\s+([\d.]+) secs`)
-	heyPct    = regexp.MustCompile(`(?m)^\s+(50|99)% in ([\d.]+) secs`)
-	heyStatus = regexp.MustCompile(`\[(\d+)\]\s+(\d+) responses`)
-	heyErr    = regexp.MustCompile(`(?m)^\s+\[(\d+)\]\s+[^\d]`)
-)
