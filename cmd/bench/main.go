@@ -408,7 +408,7 @@ func startUwsgi(ctx context.Context, o options, tmp string) (*target, error) {
 	if err := t.waitReady(ctx, o.workers); err != nil {
 		t.stop()
 		b, _ := os.ReadFile(filepath.Join(tmp, "uwsgi.log"))
-		return nil, fmt.Errorf("Python original: %w\n%s", err, b)
+		return nil, fmt.Errorf("the Python original: %w\n%s", err, b)
 	}
 	return t, nil
 }
