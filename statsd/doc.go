@@ -56,6 +56,7 @@
 //   - Close spends at most Config.CloseTimeout on the final flush; what it
 //     could not send stays in the segment for SendRemainder.
 //
-// The supervisor's Client records no requests; its WorkersLive and
-// WorkerRestart only set values that its flush goroutine sends.
+// The supervisor's Client records no requests; its SetPool, SetBuildInfo and
+// WorkerRestart only set values that its flush goroutine sends (the gauges
+// again at every flush, so an exporter restart heals within one).
 package statsd

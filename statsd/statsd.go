@@ -138,12 +138,10 @@ type Client struct {
 	ovMu     sync.Mutex // series beyond the segment's table
 	overflow map[Series]*overflowSeries
 
-	workers      atomic.Int64 // WorkersLive's value
-	workersDirty atomic.Bool
-	gaugeMu      sync.Mutex
-	gauges       map[string]gaugeValue // the pool's gauges, re-sent at every flush
-	restartMu    sync.Mutex
-	restarts     map[string]int64 // reason -> not yet sent
+	gaugeMu   sync.Mutex
+	gauges    map[string]gaugeValue // the pool's gauges, re-sent at every flush
+	restartMu sync.Mutex
+	restarts  map[string]int64 // reason -> not yet sent
 
 	// sendMu serialises every use of datadog-go: the flush goroutine,
 	// SendRemainder and Close's final flush. Record never takes it.
@@ -420,17 +418,13 @@ func (c *Client) flushLocked() error {
 		}
 	}
 	gaugesSent := c.sendGauges(client)
-	workersSent := c.workersDirty.Swap(false)
-	if workersSent {
-		_ = client.Gauge(Workers, float64(c.workers.Load()), []string{c.appTag}, 1)
-	}
 	rs := c.takeRestarts()
 	for reason, n := range rs {
 		_ = client.Count(WorkerRestarts, n, []string{c.appTag, "reason:" + reason}, 1)
 	}
-	if len(ov) > 0 || workersSent || gaugesSent || len(rs) > 0 {
+	if len(ov) > 0 || gaugesSent || len(rs) > 0 {
 		if err := c.flushDD(client); err != nil {
-			c.putBack(ov, rs, workersSent)
+			c.putBack(ov, rs)
 			return err
 		}
 	}
@@ -565,10 +559,7 @@ func (c *Client) takeRestarts() map[string]int64 {
 }
 
 // putBack returns what a failed flush took from process memory.
-func (c *Client) putBack(ov map[Series]*overflowSeries, rs map[string]int64, workers bool) {
-	if workers {
-		c.workersDirty.Store(true)
-	}
+func (c *Client) putBack(ov map[Series]*overflowSeries, rs map[string]int64) {
 	c.restartMu.Lock()
 	for r, n := range rs {
 		c.restarts[r] += n
@@ -761,10 +752,6 @@ func (c *Client) SendRemainder(seg *Segment) (Remainder, error) {
 	}
 	return r, nil
 }
-
-// WorkersLive sets the gauge of live workers, sent at every flush from
-// now on (so it heals within a flush interval after an exporter restart).
-func (c *Client) WorkersLive(n int) { c.gauge(Workers, float64(n)) }
 
 // WorkerRestart counts one worker exit with its reason, sent at the next
 // flush.
