@@ -57,6 +57,6 @@
 //     could not send stays in the segment for SendRemainder.
 //
 // The supervisor's Client records no requests; its SetPool, SetBuildInfo and
-// WorkerRestart only set values that its flush goroutine sends (the gauges
-// again at every flush, so an exporter restart heals within one).
+// WorkerRestart only set values that its flush goroutine sends at its next
+// flush.
 package statsd

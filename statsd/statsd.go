@@ -417,14 +417,15 @@ func (c *Client) flushLocked() error {
 			_ = client.Histogram(RequestLatency, float64(us)/1e6, t.latency, 1)
 		}
 	}
-	gaugesSent := c.sendGauges(client)
+	gauges := c.sendGauges(client)
 	rs := c.takeRestarts()
 	for reason, n := range rs {
 		_ = client.Count(WorkerRestarts, n, []string{c.appTag, "reason:" + reason}, 1)
 	}
-	if len(ov) > 0 || gaugesSent || len(rs) > 0 {
+	if len(ov) > 0 || len(gauges) > 0 || len(rs) > 0 {
 		if err := c.flushDD(client); err != nil {
 			c.putBack(ov, rs)
+			c.gaugesUnsent(gauges)
 			return err
 		}
 	}
