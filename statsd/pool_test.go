@@ -1,7 +1,6 @@
 package statsd
 
 import (
-	"net"
 	"sort"
 	"strings"
 	"testing"
@@ -11,11 +10,7 @@ import (
 // TestPoolGaugeTags: the supervisor's gauges go out as gauges with exactly
 // their contract's tag keys.
 func TestPoolGaugeTags(t *testing.T) {
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := newSinkTB(t)
 	c, err := New(Config{Addr: conn.LocalAddr().String(), FlushInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

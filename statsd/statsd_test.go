@@ -40,11 +40,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // TestWireTags reads what the client really sends and checks each line's
 // tags: exactly the contract's keys, in key:value form with no spaces.
 func TestWireTags(t *testing.T) {
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := newSinkTB(t)
 	c, err := New(Config{Addr: conn.LocalAddr().String(), FlushInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
